@@ -1,0 +1,3 @@
+// Placeholder until the float kernels land.
+#include "kernels/cpu/variants.h"
+namespace atrium::kernels::avx512 { void FillFloat(CpuKernels&) {} }

@@ -1,0 +1,104 @@
+// The one list of CPU ops: math on raw pointers, sizes and strides. Outputs
+// first, the caller allocates. Every op has a scalar reference (kernels/ref/)
+// that is the test oracle, and AVX2 / AVX-512 versions (kernels/cpu/) chosen
+// once at start-up by CPUID.
+//
+// Dimension names: n_tokens (rows of activations), dim / n_in (row length),
+// n_heads, n_kv_heads, head_dim, n_kv (keys in the cache).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/dtype.h"
+
+namespace atrium::kernels {
+
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* IsaName(Isa isa);
+
+// kNormal rotates pairs (2i, 2i+1) (GGML rope mode 0, llama);
+// kNeox rotates pairs (i, i + rot_dim/2) (GGML mode 2, gemma, qwen2).
+enum class RopeLayout : int { kNormal = 0, kNeox = 2 };
+
+// The type activations are quantized to before a dot product with a row of
+// weight type `weight` (GGML's vec_dot_type): Q4_0/Q5_0/Q8_0 -> Q8_0,
+// Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K, F32/F16/BF16 -> F32 (no quantization).
+DType DotPartner(DType weight);
+
+// Function table of one instruction set. Every entry is always set: an ISA
+// table starts as a copy of the scalar one and overrides what it speeds up.
+struct CpuKernels {
+  Isa isa;
+  const char* name;
+
+  // ---- Quantization (GGML block layouts, bit for bit). n is a multiple of
+  // the type's block size.
+  // x [n] -> dst (a row of `type`). Supports at least the dot partners
+  // (Q8_0, Q8_1, Q8_K), F32/F16/BF16, and Q4_0 Q4_1 Q5_0 Q8_0 Q4_K Q5_K Q6_K
+  // (a simple quantizer: it need not match GGML's choice of scales).
+  void (*quantize_row)(DType type, void* dst, const float* x, int64_t n);
+  // src (a row of `type`) -> out [n]. Every type of kernels::DotPartner's domain.
+  void (*dequantize_row)(DType type, float* out, const void* src, int64_t n);
+  // Dot product of a weight row (type wtype) with an activation row already
+  // converted to DotPartner(wtype).
+  float (*vec_dot)(DType wtype, const void* w_row, const void* x_row, int64_t n);
+  // out[t * ldo + r] = vec_dot(W row r, x row t) for r in [row_begin, row_end)
+  // and t in [0, n_tokens). w: [n_out rows, n_in] of wtype, rows contiguous;
+  // x: n_tokens rows of DotPartner(wtype), x_stride bytes apart.
+  void (*matmul_rows)(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in,
+                      const void* x, int64_t x_stride, int64_t n_tokens, int64_t row_begin,
+                      int64_t row_end);
+
+  // ---- Float ops.
+  // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be null: no weight).
+  // Rows of `dim` contiguous floats; out may alias x.
+  void (*rms_norm)(float* out, const float* x, const float* w, float eps, int64_t rows,
+                   int64_t dim);
+  // In place on x: [n_tokens][n_heads][head_dim], token rows `row_stride`
+  // floats apart, heads head_dim apart. Token t has position pos[t]. The first
+  // rot_dim dims of each head are rotated, the rest left alone. Angles follow
+  // GGML exactly: theta_0 = pos * freq_scale, theta_{i+1} = theta_i *
+  // powf(freq_base, -2.0f / rot_dim), in float.
+  void (*rope)(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t row_stride,
+               const int32_t* pos, int64_t rot_dim, float freq_base, float freq_scale,
+               RopeLayout layout);
+  // In place, each row: x = exp(x - max) / sum. -INFINITY entries become 0.
+  void (*softmax)(float* x, int64_t rows, int64_t cols);
+  // out = silu(gate) * up; out may alias gate or up.
+  void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
+  // out = gelu_tanh(gate) * up (the tanh approximation); out may alias.
+  void (*gelu_tanh_mul)(float* out, const float* gate, const float* up, int64_t n);
+  // x = cap * tanh(x / cap), in place.
+  void (*soft_cap)(float* x, int64_t n, float cap);
+  // out = a + b; out may alias a or b.
+  void (*add)(float* out, const float* a, const float* b, int64_t n);
+  // x *= s, in place.
+  void (*scale)(float* x, int64_t n, float s);
+  // Causal grouped-query attention of n_tokens query tokens of one sequence,
+  // at positions q_pos0, q_pos0+1, ..., over keys 0..n_kv-1 where key j has
+  // position j. q: [n_tokens, n_heads * head_dim] rows q_stride floats apart;
+  // k, v: [n_kv, n_kv_heads * head_dim] rows kv_stride floats apart;
+  // out: [n_tokens, n_heads * head_dim] rows out_stride floats apart.
+  // Query head h reads kv head h / (n_heads / n_kv_heads). Key j is visible to
+  // a query at position p iff j <= p and (window == 0 || p - j < window).
+  // score = scale * dot(q, k); if softcap > 0, score = softcap * tanh(score / softcap).
+  // Only heads [head_begin, head_end) are computed (threads split by head).
+  // scratch: at least n_kv floats, owned by the calling thread.
+  void (*attention)(float* out, int64_t out_stride, const float* q, int64_t q_stride,
+                    const float* k, const float* v, int64_t kv_stride, int64_t n_tokens,
+                    int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads,
+                    int64_t head_dim, float scale, float softcap, int64_t window,
+                    int64_t head_begin, int64_t head_end, float* scratch);
+};
+
+// The best table for this CPU, chosen once. The environment variable
+// ATRIUM_ISA=scalar|avx2|avx512 may lower (never raise) the choice.
+const CpuKernels& Cpu();
+// The table of one ISA, or nullptr when it is not compiled in or this CPU
+// lacks it. Tests use it to compare every ISA with the scalar one.
+const CpuKernels* CpuFor(Isa isa);
+// What this CPU supports (CPUID): kAvx512 needs F, BW, DQ, VL and VNNI;
+// kAvx2 needs AVX2, FMA and F16C.
+Isa DetectIsa();
+
+}  // namespace atrium::kernels

@@ -1,0 +1,1 @@
+// Placeholder until the GGUF reader lands (owned by the gguf helper).
