@@ -1,0 +1,82 @@
+#include "runtime/thread_pool.h"
+
+#include <immintrin.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace atrium {
+namespace {
+// Spins this many pause iterations before sleeping: a decode step hands out
+// work every few tens of microseconds, and waking from a futex costs more.
+constexpr int kSpinIterations = 1 << 14;
+}  // namespace
+
+int ThreadPool::DefaultThreads() {
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : DefaultThreads()) {
+  workers_.reserve(n_threads_ - 1);
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void ThreadPool::WorkerLoop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+      _mm_pause();
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    while (gen == seen) {
+      generation_.wait(seen, std::memory_order_acquire);
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    seen = gen;
+    if (stop_.load(std::memory_order_acquire)) return;
+    (*job_)(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::Run(const std::function<void(int thread)>& fn) {
+  if (n_threads_ == 1) {
+    fn(0);
+    return;
+  }
+  job_ = &fn;
+  pending_.store(n_threads_ - 1, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
+  fn(0);
+  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+}
+
+void ThreadPool::ParallelFor(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t units = (n + grain - 1) / grain;
+  const int used = static_cast<int>(std::min<int64_t>(units, n_threads_));
+  if (used == 1) {
+    fn(0, n, 0);
+    return;
+  }
+  Run([&](int thread) {
+    if (thread >= used) return;
+    const int64_t begin = units * thread / used * grain;
+    const int64_t end = std::min(n, units * (thread + 1) / used * grain);
+    if (begin < end) fn(begin, end, thread);
+  });
+}
+
+}  // namespace atrium
