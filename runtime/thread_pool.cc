@@ -9,7 +9,7 @@ namespace atrium {
 namespace {
 // Spins this many pause iterations before sleeping: a decode step hands out
 // work every few tens of microseconds, and waking from a futex costs more.
-constexpr int kSpinIterations = 1 << 14;
+constexpr int kSpinIterations = 1 << 12;
 }  // namespace
 
 int ThreadPool::DefaultThreads() {
@@ -44,7 +44,7 @@ void ThreadPool::WorkerLoop(int index) {
     seen = gen;
     if (stop_.load(std::memory_order_acquire)) return;
     (*job_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 
@@ -58,7 +58,17 @@ void ThreadPool::Run(const std::function<void(int thread)>& fn) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Spin briefly, then sleep: when the machine is oversubscribed a worker may
+  // be descheduled, and spinning would burn the core it needs.
+  int left = pending_.load(std::memory_order_acquire);
+  for (int spin = 0; left != 0 && spin < kSpinIterations; ++spin) {
+    _mm_pause();
+    left = pending_.load(std::memory_order_acquire);
+  }
+  while (left != 0) {
+    pending_.wait(left, std::memory_order_acquire);
+    left = pending_.load(std::memory_order_acquire);
+  }
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,

@@ -1,3 +1,391 @@
-// Placeholder until the quantization kernels land.
+// AVX-512 (F, BW, DQ, VL, VNNI) quantized dot products and matmul. 32-element
+// types are processed two blocks per 512-bit register with vpdpbusd (u8 x s8
+// -> s32). Signed weights are biased to unsigned (q + 8, q + 16, q ^ 0x80) and
+// the bias is taken back with the activation block sum, computed once per
+// token and block and shared by every row of a tile; this is exact for any
+// int8 activation. K-quants use maddubs + vpdpwssd with 16-bit sub-block
+// scales. Activation quantization is inherited from the AVX2 table.
+#include <immintrin.h>
+
+#include <cstring>
+#include <string>
+#include <type_traits>
+
 #include "kernels/cpu/variants.h"
-namespace atrium::kernels::avx512 { void FillQuant(CpuKernels&) {} }
+#include "kernels/quant_blocks.h"
+#include "runtime/status.h"
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as merge sources,
+// which -Wall reports as uninitialized once inlined here; it is not.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace atrium::kernels::avx512 {
+namespace {
+
+using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
+// The table's vec_dot before this file overrides it (AVX2): used for an odd
+// last 32-element block and for the element tail of float rows.
+VecDotFn g_fallback_vec_dot = nullptr;
+
+inline float F16(const uint16_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+inline __m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline uint32_t Load32(const void* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// (Written out because GCC 12's _mm512_reduce_add_ps trips -Wuninitialized.)
+inline float HSum(__m512 v) {
+  const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  const __m256 h = _mm512_castps512_ps256(s);
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+inline __m512i Join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+// Two f16 values -> [a x 8, b x 8].
+inline __m512 PairF16(const uint16_t* a, const uint16_t* b) {
+  uint16_t ha, hb;
+  std::memcpy(&ha, a, 2);
+  std::memcpy(&hb, b, 2);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(ha | (uint32_t{hb} << 16))));
+  const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+// ---------------------------------------------------------------------------
+// 32-element types, two blocks per step (kBlock = 64).
+
+// Two blocks of packed nibbles (16 bytes each) -> 64 bytes in element order.
+inline __m512i NibblePair(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m512i v = _mm512_castsi256_si512(_mm256_set_m128i(Load128(qs1), Load128(qs0)));
+  const __m512i dup = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), v);
+  const __m512i shifted = _mm512_srlv_epi64(dup, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+  return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F));
+}
+// The fifth bits of two Q5 blocks as a 64-bit mask in element order.
+inline __mmask64 HighBitPair(const uint8_t* qh0, const uint8_t* qh1) {
+  return _cvtu64_mask64(Load32(qh0) | (uint64_t{Load32(qh1)} << 32));
+}
+
+// Activations: two Q8_0 / Q8_1 blocks.
+struct XPair {
+  __m512i q;
+  __m512 d;
+  __m512i bias;  // -kBias * (sum of each group of 4 q), or the Q8_1 s values
+  __m512 s;
+};
+template <typename BlockX, int kBias>
+inline XPair LoadXPair(const uint8_t* p) {
+  const auto* b = reinterpret_cast<const BlockX*>(p);
+  XPair x;
+  x.q = Join(Load256(b[0].qs), Load256(b[1].qs));
+  x.d = PairF16(&b[0].d, &b[1].d);
+  if constexpr (kBias != 0) {
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(kBias)), x.q);
+    x.bias = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+  } else {
+    x.bias = _mm512_setzero_si512();
+  }
+  if constexpr (std::is_same_v<BlockX, BlockQ8_1>) x.s = PairF16(&b[0].s, &b[1].s);
+  return x;
+}
+
+struct WPair {
+  __m512i q;  // unsigned (biased) quants
+  __m512 d;
+  __m512 m;   // block mins in lanes 0 and 8 (affine types)
+};
+template <typename Derived, typename BlockW, typename BlockX, int kBias>
+struct Q32Pair {
+  static constexpr int64_t kBlock = 64;
+  static constexpr int64_t kWBytes = 2 * sizeof(BlockW);
+  static constexpr int64_t kXBytes = 2 * sizeof(BlockX);
+  static constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
+  using X = XPair;
+  using W = WPair;
+  static X PrepX(const uint8_t* p) { return LoadXPair<BlockX, kBias>(p); }
+  static W PrepW(const uint8_t* p) {
+    const auto* b = reinterpret_cast<const BlockW*>(p);
+    W w;
+    w.q = Derived::Quants(b[0], b[1]);
+    w.d = PairF16(&b[0].d, &b[1].d);
+    if constexpr (kAffine) w.m = _mm512_maskz_mov_ps(0x0101, PairF16(&b[0].m, &b[1].m));
+    return w;
+  }
+  static void Acc(__m512& acc, const W& w, const X& x) {
+    const __m512i dot = _mm512_dpbusd_epi32(x.bias, w.q, x.q);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.d, x.d), acc);
+    if constexpr (kAffine) acc = _mm512_fmadd_ps(w.m, x.s, acc);
+  }
+};
+struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
+  static __m512i Quants(const BlockQ4_0& a, const BlockQ4_0& b) { return NibblePair(a.qs, b.qs); }
+};
+struct Q4_1 : Q32Pair<Q4_1, BlockQ4_1, BlockQ8_1, 0> {
+  static __m512i Quants(const BlockQ4_1& a, const BlockQ4_1& b) { return NibblePair(a.qs, b.qs); }
+};
+struct Q5_0 : Q32Pair<Q5_0, BlockQ5_0, BlockQ8_0, 16> {
+  static __m512i Quants(const BlockQ5_0& a, const BlockQ5_0& b) {
+    const __m512i q = NibblePair(a.qs, b.qs);
+    return _mm512_mask_add_epi8(q, HighBitPair(a.qh, b.qh), q, _mm512_set1_epi8(16));
+  }
+};
+struct Q5_1 : Q32Pair<Q5_1, BlockQ5_1, BlockQ8_1, 0> {
+  static __m512i Quants(const BlockQ5_1& a, const BlockQ5_1& b) {
+    const __m512i q = NibblePair(a.qs, b.qs);
+    return _mm512_mask_add_epi8(q, HighBitPair(a.qh, b.qh), q, _mm512_set1_epi8(16));
+  }
+};
+struct Q8_0 : Q32Pair<Q8_0, BlockQ8_0, BlockQ8_0, 128> {
+  static __m512i Quants(const BlockQ8_0& a, const BlockQ8_0& b) {
+    return _mm512_xor_si512(Join(Load256(a.qs), Load256(b.qs)), _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+};
+
+// ---------------------------------------------------------------------------
+// K-quants: one 256-element super-block per step, unpacked inside Acc.
+
+template <typename BlockW>
+struct KQuant {
+  static constexpr int64_t kBlock = kQK_K;
+  static constexpr int64_t kWBytes = sizeof(BlockW);
+  static constexpr int64_t kXBytes = sizeof(BlockQ8_K);
+  using X = const BlockQ8_K*;
+  using W = const BlockW*;
+  static X PrepX(const uint8_t* p) { return reinterpret_cast<X>(p); }
+  static W PrepW(const uint8_t* p) { return reinterpret_cast<W>(p); }
+};
+inline float LoadD(const BlockQ8_K* x) {
+  float d;
+  std::memcpy(&d, &x->d, 4);
+  return d;
+}
+// 16-bit lane i of the result = lane (base + i / group) of the source.
+template <int kBase, int kGroup>
+inline __m512i SpreadIndex() {
+  alignas(64) uint16_t idx[32];
+  for (int i = 0; i < 32; ++i) idx[i] = static_cast<uint16_t>(kBase + i / kGroup);
+  return _mm512_load_si512(idx);
+}
+// See the AVX2 file: 12 packed bytes -> 8 scales then 8 mins, one per byte.
+inline void DecodeScalesK4(const uint8_t* scales, uint32_t out[4]) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[3];
+  std::memcpy(u, scales, 12);
+  out[0] = u[0] & kMask1;
+  out[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  out[2] = u[1] & kMask1;
+  out[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+}
+
+template <bool kHasHigh, typename BlockW>
+inline void AccQ45K(__m512& acc, const BlockW* w, const BlockQ8_K* x) {
+  uint32_t sm[4];
+  DecodeScalesK4(w->scales, sm);
+  // 16-bit lanes 0..7: scales, 8..15: mins.
+  const __m512i sm16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(Load128(sm)));
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m512i hbits;
+  if constexpr (kHasHigh) hbits = _mm512_broadcast_i64x4(Load256(w->qh));
+  __m512i sumi = _mm512_setzero_si512();
+  const __m512i spread[4] = {SpreadIndex<0, 16>(), SpreadIndex<2, 16>(), SpreadIndex<4, 16>(),
+                             SpreadIndex<6, 16>()};
+  for (int p = 0; p < 4; ++p) {
+    const __m256i q = Load256(w->qs + 32 * p);
+    __m512i v = Join(_mm256_and_si256(q, low4), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
+    if constexpr (kHasHigh) {
+      const __m512i sel = Join(_mm256_set1_epi8(static_cast<char>(1 << (2 * p))),
+                               _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1))));
+      v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hbits, sel), v, _mm512_set1_epi8(16));
+    }
+    const __m512i p16 = _mm512_maddubs_epi16(v, Load512(x->qs + 64 * p));
+    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_permutexvar_epi16(spread[p], sm16));
+  }
+  // Mins against the activation sums of each 32 (pairs of bsums).
+  const __m256i bsums = Load256(x->bsums);
+  const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+  const __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(_mm512_castsi512_si256(sm16), 1), pairs);
+  const float dx = LoadD(x);
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dx * F16(&w->d)), acc);
+  acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * F16(&w->dmin)), acc);
+}
+struct Q4_K : KQuant<BlockQ4_K> {
+  static void Acc(__m512& acc, W w, X x) { AccQ45K<false>(acc, w, x); }
+};
+struct Q5_K : KQuant<BlockQ5_K> {
+  static void Acc(__m512& acc, W w, X x) { AccQ45K<true>(acc, w, x); }
+};
+struct Q6_K : KQuant<BlockQ6_K> {
+  static void Acc(__m512& acc, W w, X x) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(w->scales));
+    // The -32 of every q, folded in with the activation sums of each 16.
+    const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(Load256(x->bsums), sc16), 5);
+    __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), bias));
+    const __m512i scz = _mm512_castsi256_si512(sc16);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x03);
+    const __m512i shift_a = Join(_mm256_set1_epi16(0), _mm256_set1_epi16(2));
+    const __m512i shift_b = Join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    const __m512i spread[4] = {SpreadIndex<0, 8>(), SpreadIndex<4, 8>(), SpreadIndex<8, 8>(),
+                               SpreadIndex<12, 8>()};
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = Load512(w->ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(Load256(w->qh + 32 * h));
+      // Elements 0..63 of this half: low nibbles of ql, qh bits 0-1 / 2-3.
+      const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_a), two);
+      const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(ha, 4));
+      // Elements 64..127: high nibbles, qh bits 4-5 / 6-7.
+      const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_b), two);
+      const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_slli_epi16(hb, 4));
+      const __m512i pa = _mm512_maddubs_epi16(qa, Load512(x->qs + 128 * h));
+      const __m512i pb = _mm512_maddubs_epi16(qb, Load512(x->qs + 128 * h + 64));
+      sumi = _mm512_dpwssd_epi32(sumi, pa, _mm512_permutexvar_epi16(spread[2 * h], scz));
+      sumi = _mm512_dpwssd_epi32(sumi, pb, _mm512_permutexvar_epi16(spread[2 * h + 1], scz));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(LoadD(x) * F16(&w->d)), acc);
+  }
+};
+
+// Float weights against f32 activations, 16 per step.
+template <int64_t kElemBytes>
+struct FloatW {
+  static constexpr int64_t kBlock = 16;
+  static constexpr int64_t kWBytes = 16 * kElemBytes;
+  static constexpr int64_t kXBytes = 16 * sizeof(float);
+  using X = __m512;
+  using W = __m512;
+  static X PrepX(const uint8_t* p) { return _mm512_loadu_ps(p); }
+  static void Acc(__m512& acc, W w, X x) { acc = _mm512_fmadd_ps(w, x, acc); }
+};
+struct F32 : FloatW<4> {
+  static W PrepW(const uint8_t* p) { return _mm512_loadu_ps(p); }
+};
+struct F16W : FloatW<2> {
+  static W PrepW(const uint8_t* p) { return _mm512_maskz_cvtph_ps(0xFFFF, Load256(p)); }
+};
+struct BF16 : FloatW<2> {
+  static W PrepW(const uint8_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(Load256(p)), 16));
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The tile: R weight rows x C tokens (see the AVX2 file). With 32 vector
+// registers a 4 x 4 tile fits.
+
+struct MatmulArgs {
+  float* out;
+  int64_t ldo;
+  const uint8_t* w;
+  int64_t w_row_bytes;
+  const uint8_t* x;
+  int64_t x_stride;
+  int64_t n_in;
+  DType wtype;
+};
+
+template <typename T, int R, int C>
+void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
+  const uint8_t* xrow = a.x + tok0 * a.x_stride;
+  const int64_t nb = a.n_in / T::kBlock;
+  for (int64_t b = 0; b < nb; ++b) {
+    typename T::X xs[C];
+    for (int c = 0; c < C; ++c) xs[c] = T::PrepX(xrow + c * a.x_stride + b * T::kXBytes);
+    for (int r = 0; r < R; ++r) {
+      const typename T::W ws = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
+      for (int c = 0; c < C; ++c) T::Acc(acc[r][c], ws, xs[c]);
+    }
+  }
+  const int64_t tail = a.n_in - nb * T::kBlock;
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      float v = HSum(acc[r][c]);
+      if (tail != 0) {
+        v += g_fallback_vec_dot(a.wtype, wrow + r * a.w_row_bytes + nb * T::kWBytes,
+                                xrow + c * a.x_stride + nb * T::kXBytes, tail);
+      }
+      a.out[(tok0 + c) * a.ldo + row0 + r] = v;
+    }
+  }
+}
+
+template <typename T>
+void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  int64_t r = row_begin;
+  if (n_tokens == 1) {
+    for (; r + 4 <= row_end; r += 4) Tile<T, 4, 1>(a, r, 0);
+    for (; r < row_end; ++r) Tile<T, 1, 1>(a, r, 0);
+    return;
+  }
+  auto tokens = [&](auto rows_tag, int64_t row) {
+    constexpr int kR = decltype(rows_tag)::value;
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) Tile<T, kR, 4>(a, row, t);
+    for (; t + 2 <= n_tokens; t += 2) Tile<T, kR, 2>(a, row, t);
+    for (; t < n_tokens; ++t) Tile<T, kR, 1>(a, row, t);
+  };
+  for (; r + 4 <= row_end; r += 4) tokens(std::integral_constant<int, 4>{}, r);
+  for (; r < row_end; ++r) tokens(std::integral_constant<int, 1>{}, r);
+}
+
+template <typename T>
+void MatmulAs(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
+              int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(w), RowBytes(wtype, n_in),
+                     static_cast<const uint8_t*>(x), x_stride, n_in, wtype};
+  Matmul<T>(a, n_tokens, row_begin, row_end);
+}
+
+void MatmulRows(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
+                int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  ATRIUM_CHECK(n_in % Info(wtype).block_size == 0, "matmul_rows: n_in=%lld not a multiple of the %s block",
+               static_cast<long long>(n_in), std::string(DTypeName(wtype)).c_str());
+  switch (wtype) {
+#define ATRIUM_CASE(dt, T) \
+  case DType::dt: return MatmulAs<T>(out, ldo, w, wtype, n_in, x, x_stride, n_tokens, row_begin, row_end);
+    ATRIUM_CASE(kF32, F32)
+    ATRIUM_CASE(kF16, F16W)
+    ATRIUM_CASE(kBF16, BF16)
+    ATRIUM_CASE(kQ4_0, Q4_0)
+    ATRIUM_CASE(kQ4_1, Q4_1)
+    ATRIUM_CASE(kQ5_0, Q5_0)
+    ATRIUM_CASE(kQ5_1, Q5_1)
+    ATRIUM_CASE(kQ8_0, Q8_0)
+    ATRIUM_CASE(kQ4_K, Q4_K)
+    ATRIUM_CASE(kQ5_K, Q5_K)
+    ATRIUM_CASE(kQ6_K, Q6_K)
+#undef ATRIUM_CASE
+    default: break;
+  }
+  ATRIUM_CHECK(false, "matmul_rows: unsupported weight type %s", std::string(DTypeName(wtype)).c_str());
+}
+
+float VecDot(DType wtype, const void* w, const void* x, int64_t n) {
+  float out = 0.0f;
+  MatmulRows(&out, 1, w, wtype, n, x, 0, 1, 0, 1);
+  return out;
+}
+
+}  // namespace
+
+void FillQuant(CpuKernels& t) {
+  g_fallback_vec_dot = t.vec_dot;
+  t.vec_dot = VecDot;
+  t.matmul_rows = MatmulRows;
+}
+
+}  // namespace atrium::kernels::avx512

@@ -1,0 +1,216 @@
+// Internal: SIMD causal grouped-query attention over the vector interface V of
+// float_simd.h (include that first). Instantiated by float_avx2.cc and
+// float_avx512.cc; internal linkage for the same reason as float_simd.h.
+//
+// Per (kv head, token): the query heads that share the kv head walk the
+// visible keys together in blocks (online softmax), so K and V are read from
+// memory once per group rather than once per query head. Scores are computed
+// 4 keys at a time, vectorized over head_dim; the weighted sum of V rows is
+// accumulated in registers, head_dim in blocks of up to 8 vectors.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/float_simd.h"
+
+namespace atrium::kernels {
+namespace {
+
+// s[j] = scale * dot(q, k + j * kv_stride) for j in [0, n); dim floats each.
+template <class V>
+inline void AttentionScores(float* s, const float* q, const float* k, int64_t kv_stride,
+                            int64_t n, int64_t dim, float scale) {
+  constexpr int64_t L = V::kLanes;
+  const int64_t full = dim / L * L;
+  const auto tail = V::TailMask(dim - full);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = k + j * kv_stride;
+    const float* k1 = k0 + kv_stride;
+    const float* k2 = k1 + kv_stride;
+    const float* k3 = k2 + kv_stride;
+    auto a0 = V::Zero(), a1 = V::Zero(), a2 = V::Zero(), a3 = V::Zero();
+    for (int64_t d = 0; d < full; d += L) {
+      const auto qv = V::Load(q + d);
+      a0 = V::Fma(qv, V::Load(k0 + d), a0);
+      a1 = V::Fma(qv, V::Load(k1 + d), a1);
+      a2 = V::Fma(qv, V::Load(k2 + d), a2);
+      a3 = V::Fma(qv, V::Load(k3 + d), a3);
+    }
+    if (full < dim) {
+      const auto qv = V::LoadTail(q + full, tail);
+      a0 = V::Fma(qv, V::LoadTail(k0 + full, tail), a0);
+      a1 = V::Fma(qv, V::LoadTail(k1 + full, tail), a1);
+      a2 = V::Fma(qv, V::LoadTail(k2 + full, tail), a2);
+      a3 = V::Fma(qv, V::LoadTail(k3 + full, tail), a3);
+    }
+    float r[4];
+    V::Reduce4(a0, a1, a2, a3, r);
+    for (int i = 0; i < 4; ++i) s[j + i] = scale * r[i];
+  }
+  for (; j < n; ++j) {
+    const float* kj = k + j * kv_stride;
+    auto a = V::Zero();
+    for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(q + d), V::Load(kj + d), a);
+    if (full < dim) a = V::Fma(V::LoadTail(q + full, tail), V::LoadTail(kj + full, tail), a);
+    s[j] = scale * V::ReduceAdd(a);
+  }
+}
+
+// acc[0 .. NV*L) = corr * acc + sum_j p[j] * v[j * kv_stride + 0 .. NV*L),
+// accumulated in NV registers.
+template <class V, int NV>
+inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const float* v,
+                                int64_t kv_stride, int64_t n) {
+  constexpr int64_t L = V::kLanes;
+  const auto cv = V::Set1(corr);
+  typename V::T a[NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) a[i] = V::Mul(V::Load(acc + i * L), cv);
+  for (int64_t j = 0; j < n; ++j) {
+    const auto w = V::Set1(p[j]);
+    const float* row = v + j * kv_stride;
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) a[i] = V::Fma(w, V::Load(row + i * L), a[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) V::Store(acc + i * L, a[i]);
+}
+
+// The same over all of dim: register blocks of 8, 4, 2, 1 vectors, then a
+// masked tail.
+template <class V>
+inline void AccumulateRows(float* acc, float corr, const float* p, const float* v,
+                           int64_t kv_stride, int64_t n, int64_t dim) {
+  constexpr int64_t L = V::kLanes;
+  int64_t c = 0;
+  for (; dim - c >= 8 * L; c += 8 * L) AccumulateRowsBlock<V, 8>(acc + c, corr, p, v + c, kv_stride, n);
+  if (dim - c >= 4 * L) {
+    AccumulateRowsBlock<V, 4>(acc + c, corr, p, v + c, kv_stride, n);
+    c += 4 * L;
+  }
+  if (dim - c >= 2 * L) {
+    AccumulateRowsBlock<V, 2>(acc + c, corr, p, v + c, kv_stride, n);
+    c += 2 * L;
+  }
+  if (dim - c >= L) {
+    AccumulateRowsBlock<V, 1>(acc + c, corr, p, v + c, kv_stride, n);
+    c += L;
+  }
+  if (c < dim) {
+    const auto m = V::TailMask(dim - c);
+    auto a = V::Mul(V::LoadTail(acc + c, m), V::Set1(corr));
+    for (int64_t j = 0; j < n; ++j) {
+      a = V::Fma(V::Set1(p[j]), V::LoadTail(v + j * kv_stride + c, m), a);
+    }
+    V::StoreTail(acc + c, m, a);
+  }
+}
+
+// Query heads of one kv head and one token that are attended together, and
+// the largest head_dim the on-stack accumulators hold.
+constexpr int64_t kGroupHeads = 8;
+constexpr int64_t kMaxHeadDim = 512;
+
+// Heads q_heads[0 .. nh) (rows head_dim apart) of one query token over the
+// keys [0, n) of k / v, written to out (rows head_dim apart). Online softmax
+// over blocks of keys: each block of K and V rows is read from memory once
+// and then served from L1 to every head of the group, which is what decode
+// with grouped-query attention is bound by.
+template <class V>
+void AttendGroup(float* out, const float* q_heads, int64_t nh, const float* k, const float* v,
+                 int64_t kv_stride, int64_t n, int64_t head_dim, float scale, float softcap) {
+  constexpr int64_t kMaxBlock = 64;
+  const int64_t block = head_dim <= 128 ? kMaxBlock : kMaxBlock / 2;  // K block fits in L1
+  alignas(64) float acc[kGroupHeads * kMaxHeadDim];
+  alignas(64) float p[kMaxBlock];
+  float max[kGroupHeads], sum[kGroupHeads];
+  for (int64_t i = 0; i < nh; ++i) {
+    max[i] = -INFINITY;
+    sum[i] = 0.0f;
+    Map1<V>(acc + i * head_dim, acc + i * head_dim, head_dim, [](auto) { return V::Zero(); });
+  }
+  for (int64_t j0 = 0; j0 < n; j0 += block) {
+    const int64_t nb = n - j0 < block ? n - j0 : block;
+    const float* kb = k + j0 * kv_stride;
+    const float* vb = v + j0 * kv_stride;
+    for (int64_t i = 0; i < nh; ++i) {
+      AttentionScores<V>(p, q_heads + i * head_dim, kb, kv_stride, nb, head_dim, scale);
+      if (softcap > 0.0f) SoftCapT<V>(p, nb, softcap);
+      const float block_max = MaxOf<V>(p, nb);
+      const float new_max = block_max > max[i] ? block_max : max[i];
+      // Rescales what was accumulated under the old max (exp(-inf) = 0 at
+      // the first block, when acc is still zero).
+      const float corr = expf(max[i] - new_max);
+      max[i] = new_max;
+      sum[i] = sum[i] * corr + ExpShiftSum<V>(p, nb, new_max);
+      AccumulateRows<V>(acc + i * head_dim, corr, p, vb, kv_stride, nb, head_dim);
+    }
+  }
+  for (int64_t i = 0; i < nh; ++i) {
+    const auto inv = V::Set1(1.0f / sum[i]);
+    Map1<V>(out + i * head_dim, acc + i * head_dim, head_dim, [&](auto a) { return V::Mul(a, inv); });
+  }
+}
+
+// One head over the keys [0, n) with the scores in scratch: the path for
+// head_dim > kMaxHeadDim.
+template <class V>
+void AttendOne(float* out, const float* qh, const float* k, const float* v, int64_t kv_stride,
+               int64_t n, int64_t head_dim, float scale, float softcap, float* scratch) {
+  AttentionScores<V>(scratch, qh, k, kv_stride, n, head_dim, scale);
+  if (softcap > 0.0f) SoftCapT<V>(scratch, n, softcap);
+  const float max = MaxOf<V>(scratch, n);
+  const double sum = ExpShiftSum<V>(scratch, n, max);
+  Map1<V>(out, out, head_dim, [](auto) { return V::Zero(); });
+  AccumulateRows<V>(out, 0.0f, scratch, v, kv_stride, n, head_dim);
+  const auto inv = V::Set1(static_cast<float>(1.0 / sum));
+  Map1<V>(out, out, head_dim, [&](auto a) { return V::Mul(a, inv); });
+}
+
+template <class V>
+void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
+                const float* v, int64_t kv_stride, int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
+                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
+                int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
+  const int64_t group = n_heads / n_kv_heads;
+  // Query heads [h0, h1) share kv head g; kv heads are the outer loop so
+  // that their K / V rows stay in cache across the tokens of a prefill.
+  for (int64_t g = head_begin / group; g * group < head_end; ++g) {
+    const int64_t h0 = g * group > head_begin ? g * group : head_begin;
+    const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
+    const float* kh = k + g * head_dim;
+    const float* vh = v + g * head_dim;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int64_t p = q_pos0 + t;
+      // Visible keys are the contiguous range [begin, end).
+      const int64_t end = p + 1 < n_kv ? p + 1 : n_kv;
+      const int64_t begin = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+      const float* qt = q + t * q_stride;
+      float* ot = out + t * out_stride;
+      if (begin >= end) {
+        Map1<V>(ot + h0 * head_dim, ot + h0 * head_dim, (h1 - h0) * head_dim,
+                [](auto) { return V::Zero(); });
+        continue;
+      }
+      const float* kb = kh + begin * kv_stride;
+      const float* vb = vh + begin * kv_stride;
+      if (head_dim > kMaxHeadDim) {
+        for (int64_t h = h0; h < h1; ++h) {
+          AttendOne<V>(ot + h * head_dim, qt + h * head_dim, kb, vb, kv_stride, end - begin,
+                       head_dim, scale, softcap, scratch);
+        }
+        continue;
+      }
+      for (int64_t h = h0; h < h1; h += kGroupHeads) {
+        const int64_t nh = h1 - h < kGroupHeads ? h1 - h : kGroupHeads;
+        AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kb, vb, kv_stride, end - begin,
+                       head_dim, scale, softcap);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace atrium::kernels

@@ -1,0 +1,71 @@
+// Gemma 3: embeddings scaled by sqrt(dim), RMSNorm of q and k per head,
+// queries scaled by 1/sqrt(head_dim), norms after attention and after the
+// GELU-gated FFN, sliding-window layers with their own rope base, optional
+// final logit soft-capping; the output matrix is the embedding table.
+#include "models/model.h"
+
+namespace atrium {
+
+void Gemma3Forward(const ForwardArgs& args) {
+  const ModelConfig& c = args.c;
+  const Weights& w = args.w;
+  ops::Context& ctx = args.ctx;
+  const int64_t n = args.n_tokens;
+  const int64_t pos0 = args.kv.size();
+  Tensor x = args.a.x.Rows(0, n);        // [n, dim]
+  Tensor h = args.a.h.Rows(0, n);        // [n, dim]
+  Tensor q = args.a.q.Rows(0, n);        // [n, n_heads * head_dim]
+  Tensor attn = args.a.attn.Rows(0, n);  // [n, n_heads * head_dim_v]
+  Tensor o = args.a.o.Rows(0, n);        // [n, dim]
+  Tensor gate = args.a.gate.Rows(0, n);  // [n, ffn_dim]
+  Tensor up = args.a.up.Rows(0, n);      // [n, ffn_dim]
+  int32_t* pos = args.a.pos.data();
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
+
+  ops::Embed(ctx, x, w.token_embd, args.tokens, n);
+  ops::Scale(ctx, x, c.embed_scale);
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const bool swa = c.layer_is_swa[l];
+    const float rope_base = swa ? c.rope_base_swa : c.rope_base;
+    const float rope_scale = swa ? c.rope_scale_swa : c.rope_scale;
+    float* k_cache = args.kv.k(l);
+    float* v_cache = args.kv.v(l);
+    Tensor k = Tensor::Wrap(DType::kF32, {n, c.k_dim()}, k_cache + pos0 * c.k_dim());
+    Tensor v = Tensor::Wrap(DType::kF32, {n, c.v_dim()}, v_cache + pos0 * c.v_dim());
+
+    ops::RmsNorm(ctx, h, x, &lw.attn_norm, c.rms_eps);
+    ops::MatMul(ctx, q, h, lw.attn_q);
+    ops::MatMul(ctx, k, h, lw.attn_k);
+    ops::MatMul(ctx, v, h, lw.attn_v);
+    // Per-head norms: viewed as [n * heads, head_dim] rows.
+    ops::RmsNorm(ctx, q, q, &lw.attn_q_norm, c.rms_eps);
+    ops::RmsNorm(ctx, k, k, &lw.attn_k_norm, c.rms_eps);
+    ops::Rope(ctx, q, c.n_heads, c.head_dim, pos, c.rope_dim, rope_base, rope_scale, c.rope_layout);
+    ops::Rope(ctx, k, c.n_kv_heads, c.head_dim, pos, c.rope_dim, rope_base, rope_scale, c.rope_layout);
+    ops::Scale(ctx, q, c.attn_scale);
+    const ops::AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f, c.attn_softcap,
+                                    swa ? c.sliding_window : 0};
+    ops::Attention(ctx, attn, q, k_cache, v_cache, c.k_dim(), pos0, pos0 + n, shape);
+    ops::MatMul(ctx, o, attn, lw.attn_output);
+    ops::RmsNorm(ctx, o, o, &lw.attn_post_norm, c.rms_eps);
+    ops::Add(ctx, x, x, o);
+
+    ops::RmsNorm(ctx, h, x, &lw.ffn_norm, c.rms_eps);
+    ops::MatMul(ctx, gate, h, lw.ffn_gate);
+    ops::MatMul(ctx, up, h, lw.ffn_up);
+    ops::GeluTanhMul(ctx, gate, gate, up);
+    ops::MatMul(ctx, o, gate, lw.ffn_down);
+    ops::RmsNorm(ctx, o, o, &lw.ffn_post_norm, c.rms_eps);
+    ops::Add(ctx, x, x, o);
+  }
+
+  Tensor last = args.all_logits ? x : x.Rows(n - 1, n);
+  Tensor normed = args.all_logits ? h : h.Rows(0, 1);
+  ops::RmsNorm(ctx, normed, last, &w.output_norm, c.rms_eps);
+  ops::MatMul(ctx, args.logits, normed, w.output);
+  if (c.final_softcap > 0) ops::SoftCap(ctx, args.logits, c.final_softcap);
+}
+
+}  // namespace atrium

@@ -1,0 +1,75 @@
+// The llama family (Llama, Mistral, SmolLM2; Qwen2 adds q/k/v biases and
+// NeoX rope): pre-norm blocks of grouped-query attention and a SiLU-gated FFN.
+#include "models/model.h"
+
+namespace atrium {
+namespace {
+
+void AddBias(ops::Context& ctx, Tensor& x, const Tensor& bias) {
+  for (int64_t r = 0; r < x.rows(); ++r) {
+    Tensor row = Tensor::Wrap(DType::kF32, {x.cols()}, x.mutable_data<float>() + r * x.cols());
+    ops::Add(ctx, row, row, bias);
+  }
+}
+
+}  // namespace
+
+void LlamaForward(const ForwardArgs& args) {
+  const ModelConfig& c = args.c;
+  const Weights& w = args.w;
+  ops::Context& ctx = args.ctx;
+  const int64_t n = args.n_tokens;
+  const int64_t pos0 = args.kv.size();
+  Tensor x = args.a.x.Rows(0, n);        // [n, dim]
+  Tensor h = args.a.h.Rows(0, n);        // [n, dim]
+  Tensor q = args.a.q.Rows(0, n);        // [n, q_dim]
+  Tensor attn = args.a.attn.Rows(0, n);  // [n, n_heads * head_dim_v]
+  Tensor o = args.a.o.Rows(0, n);        // [n, dim]
+  Tensor gate = args.a.gate.Rows(0, n);  // [n, ffn_dim]
+  Tensor up = args.a.up.Rows(0, n);      // [n, ffn_dim]
+  int32_t* pos = args.a.pos.data();
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
+
+  ops::Embed(ctx, x, w.token_embd, args.tokens, n);
+  const ops::AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, c.attn_softcap, 0};
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    // Keys and values are written straight into this sequence's cache rows.
+    float* k_cache = args.kv.k(l);
+    float* v_cache = args.kv.v(l);
+    Tensor k = Tensor::Wrap(DType::kF32, {n, c.k_dim()}, k_cache + pos0 * c.k_dim());
+    Tensor v = Tensor::Wrap(DType::kF32, {n, c.v_dim()}, v_cache + pos0 * c.v_dim());
+
+    ops::RmsNorm(ctx, h, x, &lw.attn_norm, c.rms_eps);
+    ops::MatMul(ctx, q, h, lw.attn_q);
+    ops::MatMul(ctx, k, h, lw.attn_k);
+    ops::MatMul(ctx, v, h, lw.attn_v);
+    if (c.has_qkv_bias) {
+      AddBias(ctx, q, lw.attn_q_bias);
+      AddBias(ctx, k, lw.attn_k_bias);
+      AddBias(ctx, v, lw.attn_v_bias);
+    }
+    ops::Rope(ctx, q, c.n_heads, c.head_dim, pos, c.rope_dim, c.rope_base, c.rope_scale, c.rope_layout);
+    ops::Rope(ctx, k, c.n_kv_heads, c.head_dim, pos, c.rope_dim, c.rope_base, c.rope_scale, c.rope_layout);
+    ops::Attention(ctx, attn, q, k_cache, v_cache, c.k_dim(), pos0, pos0 + n, shape);
+    ops::MatMul(ctx, o, attn, lw.attn_output);
+    ops::Add(ctx, x, x, o);
+
+    ops::RmsNorm(ctx, h, x, &lw.ffn_norm, c.rms_eps);
+    ops::MatMul(ctx, gate, h, lw.ffn_gate);
+    ops::MatMul(ctx, up, h, lw.ffn_up);
+    ops::SiluMul(ctx, gate, gate, up);
+    ops::MatMul(ctx, o, gate, lw.ffn_down);
+    ops::Add(ctx, x, x, o);
+  }
+
+  // Only the rows whose logits are wanted go through the output matrix.
+  Tensor last = args.all_logits ? x : x.Rows(n - 1, n);
+  Tensor normed = args.all_logits ? h : h.Rows(0, 1);
+  ops::RmsNorm(ctx, normed, last, &w.output_norm, c.rms_eps);
+  ops::MatMul(ctx, args.logits, normed, w.output);
+  if (c.final_softcap > 0) ops::SoftCap(ctx, args.logits, c.final_softcap);
+}
+
+}  // namespace atrium

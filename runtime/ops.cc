@@ -1,0 +1,214 @@
+#include "runtime/ops.h"
+
+#include <algorithm>
+
+namespace atrium::ops {
+namespace {
+
+// Below this many floats an elementwise op runs on the calling thread: the
+// hand-off to the pool costs more than the work.
+constexpr int64_t kParallelElementwise = 1 << 15;
+
+// The device switch. The CPU path is always compiled; CUDA kernels plug in
+// here when kernels/cuda/ lands.
+const kernels::CpuKernels& CpuOrDie(const Context& ctx) {
+  switch (ctx.device()) {
+    case Device::kCpu: return kernels::Cpu();
+    case Device::kCuda: break;
+  }
+  ATRIUM_CHECK(false, "device %d has no kernels in this build", static_cast<int>(ctx.device()));
+  __builtin_unreachable();
+}
+
+void CheckF32(const Tensor& t, const char* what) {
+  ATRIUM_CHECK(t.defined() && t.dtype() == DType::kF32 && t.contiguous(), "%s must be contiguous f32, is %s",
+               what, t.ShapeString().c_str());
+}
+
+// Runs fn over [0, n) elements, split across threads when it is worth it.
+template <typename Fn>
+void Elementwise(Context& ctx, int64_t n, Fn&& fn) {
+  if (n < kParallelElementwise || ctx.n_threads() == 1) {
+    fn(0, n);
+    return;
+  }
+  ctx.pool().ParallelFor(n, 64, [&](int64_t b, int64_t e, int) { fn(b, e); });
+}
+
+}  // namespace
+
+Context::Context(int n_threads, Device device)
+    : device_(device), pool_(std::make_unique<ThreadPool>(n_threads)) {
+  thread_scratch_.resize(pool_->size());
+}
+
+uint8_t* Context::Scratch(size_t bytes) {
+  if (scratch_.size() < bytes) scratch_.resize(bytes);
+  return scratch_.data();
+}
+
+float* Context::ThreadScratch(int thread, size_t n_floats) {
+  std::vector<float>& s = thread_scratch_[thread];
+  if (s.size() < n_floats) s.resize(n_floats);
+  return s.data();
+}
+
+void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w) {
+  CheckF32(out, "matmul out");
+  CheckF32(x, "matmul x");
+  ATRIUM_CHECK(w.ndim() == 2 && w.contiguous(), "matmul weight must be 2-D, is %s", w.ShapeString().c_str());
+  const int64_t n_tokens = x.rows(), n_in = x.cols(), n_out = w.dim(0);
+  ATRIUM_CHECK(w.dim(1) == n_in && out.rows() == n_tokens && out.cols() == n_out,
+               "matmul shapes: out %s = x %s . w %s^T", out.ShapeString().c_str(),
+               x.ShapeString().c_str(), w.ShapeString().c_str());
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  const DType partner = kernels::DotPartner(w.dtype());
+  const void* xq = x.raw();
+  int64_t xq_stride = x.row_bytes();
+  if (partner != DType::kF32) {
+    xq_stride = RowBytes(partner, n_in);
+    uint8_t* buf = ctx.Scratch(static_cast<size_t>(xq_stride * n_tokens));
+    const float* xf = x.data<float>();
+    auto quantize = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) k.quantize_row(partner, buf + t * xq_stride, xf + t * n_in, n_in);
+    };
+    if (n_tokens >= 4 * ctx.n_threads()) {
+      ctx.pool().ParallelFor(n_tokens, 1, [&](int64_t b, int64_t e, int) { quantize(b, e); });
+    } else {
+      quantize(0, n_tokens);
+    }
+    xq = buf;
+  }
+  float* o = out.mutable_data<float>();
+  const void* wd = w.raw();
+  const DType wt = w.dtype();
+  ctx.pool().ParallelFor(n_out, 16, [&](int64_t b, int64_t e, int) {
+    k.matmul_rows(o, n_out, wd, wt, n_in, xq, xq_stride, n_tokens, b, e);
+  });
+}
+
+void Embed(Context& ctx, Tensor& out, const Tensor& table, const int32_t* ids, int64_t n) {
+  CheckF32(out, "embed out");
+  ATRIUM_CHECK(out.rows() == n && out.cols() == table.cols(), "embed shapes");
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  for (int64_t i = 0; i < n; ++i) {
+    ATRIUM_CHECK(ids[i] >= 0 && ids[i] < table.rows(), "token id %d out of range", ids[i]);
+    k.dequantize_row(table.dtype(), out.mutable_data<float>() + i * out.cols(), table.row(ids[i]),
+                     table.cols());
+  }
+}
+
+void RmsNorm(Context& ctx, Tensor& out, const Tensor& x, const Tensor* w, float eps) {
+  CheckF32(out, "rms_norm out");
+  CheckF32(x, "rms_norm x");
+  const int64_t dim = w != nullptr ? w->numel() : x.cols();
+  ATRIUM_CHECK(x.numel() % dim == 0 && out.numel() == x.numel(), "rms_norm shapes: x %s, w of %lld",
+               x.ShapeString().c_str(), static_cast<long long>(dim));
+  if (w != nullptr) CheckF32(*w, "rms_norm weight");
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  const int64_t rows = x.numel() / dim;
+  const float* wd = w != nullptr ? w->data<float>() : nullptr;
+  const float* xd = x.data<float>();
+  float* od = out.mutable_data<float>();
+  Elementwise(ctx, rows * dim, [&](int64_t b, int64_t e) {
+    const int64_t rb = b / dim, re = e == rows * dim ? rows : e / dim;
+    if (re > rb) k.rms_norm(od + rb * dim, xd + rb * dim, wd, eps, re - rb, dim);
+  });
+}
+
+void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int32_t* pos,
+          int64_t rot_dim, float freq_base, float freq_scale, RopeLayout layout) {
+  CheckF32(x, "rope x");
+  ATRIUM_CHECK(x.cols() == n_heads * head_dim && rot_dim <= head_dim && rot_dim % 2 == 0,
+               "rope shapes: x %s, %lld heads of %lld", x.ShapeString().c_str(),
+               static_cast<long long>(n_heads), static_cast<long long>(head_dim));
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  float* xd = x.mutable_data<float>();
+  const int64_t n_tokens = x.rows(), cols = x.cols();
+  auto run = [&](int64_t b, int64_t e) {
+    k.rope(xd + b * cols, e - b, n_heads, head_dim, cols, pos + b, rot_dim, freq_base, freq_scale, layout);
+  };
+  if (n_tokens >= 2 * ctx.n_threads() && n_tokens * cols >= kParallelElementwise) {
+    ctx.pool().ParallelFor(n_tokens, 1, [&](int64_t b, int64_t e, int) { run(b, e); });
+  } else {
+    run(0, n_tokens);
+  }
+}
+
+void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
+               int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& s) {
+  CheckF32(out, "attention out");
+  CheckF32(q, "attention q");
+  ATRIUM_CHECK(q.cols() == s.n_heads * s.head_dim && out.cols() == q.cols() && out.rows() == q.rows() &&
+                   s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv_stride >= s.n_kv_heads * s.head_dim &&
+                   q_pos0 + q.rows() <= n_kv,
+               "attention shapes: q %s, %lld kv rows", q.ShapeString().c_str(), static_cast<long long>(n_kv));
+  const kernels::CpuKernels& kt = CpuOrDie(ctx);
+  const int64_t n_tokens = q.rows();
+  float* od = out.mutable_data<float>();
+  const float* qd = q.data<float>();
+  // Split by head, and by token blocks for long prompts, so both threads work.
+  const int64_t token_blocks = n_tokens >= 64 ? ctx.n_threads() : 1;
+  const int64_t units = s.n_heads * token_blocks;
+  ctx.pool().ParallelFor(units, 1, [&](int64_t b, int64_t e, int thread) {
+    float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(n_kv));
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t h = u / token_blocks, tb = u % token_blocks;
+      const int64_t t0 = n_tokens * tb / token_blocks, t1 = n_tokens * (tb + 1) / token_blocks;
+      if (t0 == t1) continue;
+      kt.attention(od + t0 * out.cols(), out.cols(), qd + t0 * q.cols(), q.cols(), k, v, kv_stride,
+                   t1 - t0, q_pos0 + t0, n_kv, s.n_heads, s.n_kv_heads, s.head_dim, s.scale,
+                   s.softcap, s.window, h, h + 1, scratch);
+    }
+  });
+}
+
+namespace {
+void GatedAct(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up,
+              void (*fn)(float*, const float*, const float*, int64_t)) {
+  CheckF32(out, "act out");
+  CheckF32(gate, "act gate");
+  CheckF32(up, "act up");
+  ATRIUM_CHECK(out.numel() == gate.numel() && up.numel() == gate.numel(), "gated activation shapes");
+  float* o = out.mutable_data<float>();
+  const float* g = gate.data<float>();
+  const float* u = up.data<float>();
+  Elementwise(ctx, out.numel(), [&](int64_t b, int64_t e) { fn(o + b, g + b, u + b, e - b); });
+}
+}  // namespace
+
+void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up) {
+  GatedAct(ctx, out, gate, up, CpuOrDie(ctx).silu_mul);
+}
+
+void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up) {
+  GatedAct(ctx, out, gate, up, CpuOrDie(ctx).gelu_tanh_mul);
+}
+
+void Add(Context& ctx, Tensor& out, const Tensor& a, const Tensor& b) {
+  CheckF32(out, "add out");
+  CheckF32(a, "add a");
+  CheckF32(b, "add b");
+  ATRIUM_CHECK(out.numel() == a.numel() && b.numel() == a.numel(), "add shapes");
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  float* o = out.mutable_data<float>();
+  const float* ad = a.data<float>();
+  const float* bd = b.data<float>();
+  Elementwise(ctx, out.numel(), [&](int64_t s, int64_t e) { k.add(o + s, ad + s, bd + s, e - s); });
+}
+
+void Scale(Context& ctx, Tensor& x, float s) {
+  CheckF32(x, "scale x");
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  float* xd = x.mutable_data<float>();
+  Elementwise(ctx, x.numel(), [&](int64_t b, int64_t e) { k.scale(xd + b, e - b, s); });
+}
+
+void SoftCap(Context& ctx, Tensor& x, float cap) {
+  CheckF32(x, "soft_cap x");
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  float* xd = x.mutable_data<float>();
+  Elementwise(ctx, x.numel(), [&](int64_t b, int64_t e) { k.soft_cap(xd + b, e - b, cap); });
+}
+
+}  // namespace atrium::ops

@@ -1,0 +1,68 @@
+// The ops facade: checks shapes (a mismatch is a bug: ATRIUM_CHECK), then one
+// switch on the device calls a kernel. Models call only these, so a CUDA
+// backend slots in here without touching models/.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "runtime/tensor.h"
+#include "runtime/thread_pool.h"
+
+namespace atrium::ops {
+
+using kernels::RopeLayout;
+
+// Where ops run and their reusable scratch memory: buffers grow to the
+// largest request and are then reused, so a decode step allocates nothing.
+class Context {
+ public:
+  explicit Context(int n_threads = 0, Device device = Device::kCpu);
+  Device device() const { return device_; }
+  ThreadPool& pool() { return *pool_; }
+  int n_threads() const { return pool_->size(); }
+  // Shared scratch (e.g. the quantized activations of a matmul).
+  uint8_t* Scratch(size_t bytes);
+  // Per-thread float scratch.
+  float* ThreadScratch(int thread, size_t n_floats);
+
+ private:
+  Device device_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<uint8_t> scratch_;
+  std::vector<std::vector<float>> thread_scratch_;
+};
+
+// out [n_tokens, n_out] f32 = x [n_tokens, n_in] f32 . w [n_out, n_in]^T (w any weight dtype).
+void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w);
+// out [n, dim] f32 = rows ids[0..n) of table [n_vocab, dim] (any dtype), dequantized.
+void Embed(Context& ctx, Tensor& out, const Tensor& table, const int32_t* ids, int64_t n);
+// Each row of x normalized (row length = w's length); out may alias x. w may be null.
+void RmsNorm(Context& ctx, Tensor& out, const Tensor& x, const Tensor* w, float eps);
+// In place on x [n_tokens, n_heads * head_dim].
+void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int32_t* pos,
+          int64_t rot_dim, float freq_base, float freq_scale, RopeLayout layout);
+
+struct AttentionShape {
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  float scale = 1.0f;    // applied to q.k
+  float softcap = 0.0f;  // 0 = none
+  int64_t window = 0;    // 0 = full causal attention
+};
+// out, q: [n_tokens, n_heads * head_dim]; k, v: n_kv rows of n_kv_heads *
+// head_dim floats, kv_stride floats apart; the query tokens sit at positions
+// q_pos0.. and key j at position j.
+void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
+               int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& shape);
+
+void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
+void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
+void Add(Context& ctx, Tensor& out, const Tensor& a, const Tensor& b);
+void Scale(Context& ctx, Tensor& x, float s);
+void SoftCap(Context& ctx, Tensor& x, float cap);
+
+}  // namespace atrium::ops

@@ -1,0 +1,102 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace atrium {
+
+Status SamplingParams::Validate() const {
+  auto bad = [](const char* field, const char* rule, double v) {
+    return InvalidArgument(StrFormat("sampling: %s must be %s, got %g", field, rule, v));
+  };
+  if (!std::isfinite(temperature) || temperature < 0) return bad("temperature", "a finite number >= 0", temperature);
+  if (!std::isfinite(top_p) || top_p <= 0 || top_p > 1) return bad("top_p", "in (0, 1]", top_p);
+  if (!std::isfinite(min_p) || min_p < 0 || min_p > 1) return bad("min_p", "in [0, 1]", min_p);
+  if (!std::isfinite(repeat_penalty) || repeat_penalty <= 0) return bad("repeat_penalty", "a finite number > 0", repeat_penalty);
+  if (!std::isfinite(presence_penalty)) return bad("presence_penalty", "finite", presence_penalty);
+  if (!std::isfinite(frequency_penalty)) return bad("frequency_penalty", "finite", frequency_penalty);
+  if (repeat_last_n < -1) return bad("repeat_last_n", ">= -1", repeat_last_n);
+  return OkStatus();
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+void Sampler::Accept(int32_t token) {
+  if (params_.repeat_last_n == 0) return;
+  recent_.push_back(token);
+  if (params_.repeat_last_n > 0 && static_cast<int32_t>(recent_.size()) > params_.repeat_last_n) {
+    recent_.pop_front();
+  }
+}
+
+void Sampler::ApplyPenalties(float* logits, int32_t n_vocab) const {
+  const bool any = params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                   params_.frequency_penalty != 0.0f;
+  if (!any || recent_.empty()) return;
+  std::unordered_map<int32_t, int> counts;
+  for (int32_t t : recent_) {
+    if (t >= 0 && t < n_vocab) ++counts[t];
+  }
+  for (const auto& [t, count] : counts) {
+    float& l = logits[t];
+    l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+    l -= static_cast<float>(count) * params_.frequency_penalty + params_.presence_penalty;
+  }
+}
+
+int32_t Sampler::Sample(float* logits, int32_t n_vocab) {
+  ApplyPenalties(logits, n_vocab);
+  if (params_.temperature <= 0.0f) {
+    // Greedy; ties go to the lowest id, as in llama.cpp.
+    return static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
+  }
+  candidates_.clear();
+  for (int32_t i = 0; i < n_vocab; ++i) candidates_.emplace_back(logits[i], i);
+  auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  size_t keep = candidates_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+    keep = static_cast<size_t>(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  candidates_.resize(keep);
+  // Probabilities at temperature 1 for the top-p and min-p filters (llama.cpp
+  // applies them before temperature scaling).
+  auto softmax = [&](float temp) {
+    std::vector<double> p(candidates_.size());
+    double sum = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      p[i] = std::exp(static_cast<double>(candidates_[i].first - candidates_[0].first) / temp);
+      sum += p[i];
+    }
+    for (double& x : p) x /= sum;
+    return p;
+  };
+  if (params_.top_p < 1.0f) {
+    const std::vector<double> p = softmax(1.0f);
+    double cum = 0;
+    size_t n = p.size();
+    for (size_t i = 0; i < p.size(); ++i) {
+      cum += p[i];
+      if (cum >= params_.top_p) {
+        n = i + 1;
+        break;
+      }
+    }
+    candidates_.resize(std::max<size_t>(n, 1));
+  }
+  if (params_.min_p > 0.0f) {
+    const std::vector<double> p = softmax(1.0f);
+    size_t n = 1;
+    while (n < p.size() && p[n] >= params_.min_p * p[0]) ++n;
+    candidates_.resize(n);
+  }
+  const std::vector<double> p = softmax(params_.temperature);
+  std::discrete_distribution<size_t> dist(p.begin(), p.end());
+  return candidates_[dist(rng_)].second;
+}
+
+}  // namespace atrium

@@ -1,0 +1,50 @@
+// Logits -> token. The order follows llama.cpp's default chain so the same
+// flags mean the same thing: penalties, top-k, top-p, min-p, temperature,
+// then a draw from the seeded generator. temperature == 0 is greedy.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <deque>
+#include <vector>
+
+#include "runtime/status.h"
+
+namespace atrium {
+
+struct SamplingParams {
+  float temperature = 0.8f;        // 0 = greedy (argmax)
+  int32_t top_k = 40;              // <= 0: off
+  float top_p = 0.95f;             // >= 1: off
+  float min_p = 0.05f;             // <= 0: off
+  float repeat_penalty = 1.0f;     // 1 = off; divides positive logits of recent tokens
+  int32_t repeat_last_n = 64;      // window of the penalties (0 = off, -1 = whole history)
+  float presence_penalty = 0.0f;   // subtracted once from every recent token
+  float frequency_penalty = 0.0f;  // subtracted per occurrence
+  uint64_t seed = 0xA77D1u;        // same seed, same output
+
+  // INVALID_ARGUMENT naming the field for NaN, negative or out-of-range values.
+  Status Validate() const;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+  // Picks a token from logits [n_vocab]; logits are modified (penalties,
+  // filters). Does not record it: call Accept.
+  int32_t Sample(float* logits, int32_t n_vocab);
+  // Records a token (prompt or generated) for the penalties.
+  void Accept(int32_t token);
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  void ApplyPenalties(float* logits, int32_t n_vocab) const;
+
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::deque<int32_t> recent_;
+  std::vector<std::pair<float, int32_t>> candidates_;  // reused: no allocation per token
+};
+
+}  // namespace atrium

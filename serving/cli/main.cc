@@ -1,0 +1,83 @@
+// atrium: the command line. `atrium --help` lists the subcommands; each has
+// its own --help with examples.
+#include <CLI/CLI.hpp>
+
+#include "serving/cli/commands.h"
+
+namespace {
+
+void AddSamplingFlags(CLI::App* app, atrium::cli::GenerateFlags& f) {
+  atrium::SamplingParams& s = f.gen.sampling;
+  app->add_option("-n,--max-tokens", f.gen.max_tokens, "Most new tokens to generate")->capture_default_str();
+  app->add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy (deterministic)")
+      ->capture_default_str();
+  app->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+  app->add_option("--top-p", s.top_p, "Keep the smallest set with this total probability (1 = off)")
+      ->capture_default_str();
+  app->add_option("--min-p", s.min_p, "Drop tokens less likely than min-p x the top token (0 = off)")
+      ->capture_default_str();
+  app->add_option("--repeat-penalty", s.repeat_penalty, "Penalize tokens of the last --repeat-last-n (1 = off)")
+      ->capture_default_str();
+  app->add_option("--repeat-last-n", s.repeat_last_n, "Window of the penalties (-1 = whole history)")
+      ->capture_default_str();
+  app->add_option("--presence-penalty", s.presence_penalty, "Subtract from every token already seen")
+      ->capture_default_str();
+  app->add_option("--frequency-penalty", s.frequency_penalty, "Subtract per occurrence of a token")
+      ->capture_default_str();
+  app->add_option("--seed", s.seed, "Random seed: the same seed gives the same output (default: random)")
+      ->each([&f](const std::string&) { f.seed_given = true; });
+  app->add_option("--stop", f.gen.stop, "Stop before this text (repeatable)");
+  app->add_flag("--ignore-eos", f.gen.ignore_eos, "Keep generating past end-of-sequence (benchmarks)");
+  app->add_option("-m,--model", f.model, "Catalog name (see `atrium models`) or path to a .gguf file");
+  app->add_option("--context", f.context, "KV cache size in tokens (capped at the model's context)")
+      ->capture_default_str();
+  app->add_option("--system", f.system, "System message (chat mode)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Atrium: run large language models from GGUF files on the CPU.\n\n"
+      "Examples:\n"
+      "  atrium models                         list installed models\n"
+      "  atrium generate --prompt \"Once upon a time\" --max-tokens 64\n"
+      "  atrium generate -m gemma-3-270m --chat --prompt \"What is 2+2?\" --temperature 0\n"
+      "  atrium chat -m smollm2-135m-instruct  talk to a model\n"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --threads and --models-dir also work after the subcommand
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  atrium::cli::CommonFlags common;
+  app.add_option("--models-dir", common.models_dir,
+                 "Extra directory of .gguf files (also $ATRIUM_MODELS_DIR; ~/.cache/atrium/models is always searched)");
+  app.add_option("-t,--threads", common.threads, "Worker threads (default: one per core)");
+
+  atrium::cli::ModelsFlags models_flags;
+  CLI::App* models = app.add_subcommand("models", "List the installed models (name, provider, size, ...)");
+  models->add_flag("--json", models_flags.json, "Print JSON instead of a table");
+
+  atrium::cli::GenerateFlags gen_flags;
+  CLI::App* generate = app.add_subcommand(
+      "generate",
+      "Generate text after a prompt; the text streams to stdout, timings go to stderr.\n"
+      "  atrium generate --prompt \"The capital of France is\" --temperature 0 -n 16\n"
+      "  echo \"Write a haiku\" | atrium generate --chat      (prompt from stdin)");
+  AddSamplingFlags(generate, gen_flags);
+  generate->add_option("-p,--prompt", gen_flags.prompt, "Prompt text (default: read stdin)");
+  generate->add_flag("--chat", gen_flags.chat, "Wrap the prompt in the model's chat template as a user message");
+  generate->add_flag("-q,--quiet", gen_flags.quiet, "No timings on stderr");
+
+  atrium::cli::GenerateFlags chat_flags;
+  chat_flags.gen.max_tokens = 512;
+  CLI::App* chat = app.add_subcommand(
+      "chat",
+      "Talk to a model with its chat template. Type a message and press Enter;\n"
+      "/reset starts over, /exit (or Ctrl-D) quits.");
+  AddSamplingFlags(chat, chat_flags);
+
+  CLI11_PARSE(app, argc, argv);
+  if (models->parsed()) return atrium::cli::RunModels(common, models_flags);
+  if (generate->parsed()) return atrium::cli::RunGenerate(common, gen_flags);
+  if (chat->parsed()) return atrium::cli::RunChat(common, chat_flags);
+  return 2;
+}

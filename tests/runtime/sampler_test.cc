@@ -1,0 +1,156 @@
+#include "runtime/sampler.h"
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace atrium {
+namespace {
+
+std::vector<float> Logits() { return {1.0f, 3.0f, 2.0f, 3.0f, -1.0f, 0.5f}; }
+
+int32_t SampleOnce(SamplingParams p, std::vector<float> logits, const std::vector<int32_t>& history = {}) {
+  Sampler s(p);
+  for (int32_t t : history) s.Accept(t);
+  return s.Sample(logits.data(), static_cast<int32_t>(logits.size()));
+}
+
+TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
+  SamplingParams p;
+  p.temperature = 0;
+  EXPECT_EQ(SampleOnce(p, Logits()), 1);
+}
+
+TEST(SamplerTest, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.repeat_penalty = 2.0f;
+  // Token 1 (3.0) and 3 (3.0) seen -> 1.5 each; token 2 (2.0) wins.
+  EXPECT_EQ(SampleOnce(p, Logits(), {1, 3}), 2);
+}
+
+TEST(SamplerTest, PresenceAndFrequencyPenalties) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.frequency_penalty = 0.6f;
+  // Token 1 seen twice: 3.0 - 1.2 = 1.8 < token 3's 3.0.
+  EXPECT_EQ(SampleOnce(p, Logits(), {1, 1}), 3);
+  p.frequency_penalty = 0;
+  p.presence_penalty = 1.5f;
+  // Tokens 1 and 3 seen: 1.5 each, token 2 (2.0) wins.
+  EXPECT_EQ(SampleOnce(p, Logits(), {1, 3, 3}), 2);
+}
+
+TEST(SamplerTest, RepeatWindowForgetsOldTokens) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.presence_penalty = 10;
+  p.repeat_last_n = 2;
+  // Token 1 fell out of the window of the last 2 tokens.
+  EXPECT_EQ(SampleOnce(p, Logits(), {1, 4, 5}), 1);
+}
+
+TEST(SamplerTest, TopKOneIsGreedy) {
+  SamplingParams p;
+  p.temperature = 1.5f;
+  p.top_k = 1;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    p.seed = seed;
+    EXPECT_EQ(SampleOnce(p, Logits()), 1);
+  }
+}
+
+TEST(SamplerTest, MinPDropsUnlikelyTokens) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.5f;  // keeps tokens with p >= 0.5 * p(top): logits 3, 3 only (2.0 is e^-1 = 0.37)
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    p.seed = seed;
+    const int32_t t = SampleOnce(p, Logits());
+    EXPECT_TRUE(t == 1 || t == 3) << t;
+  }
+}
+
+TEST(SamplerTest, TopPKeepsSmallestNucleus) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.min_p = 0;
+  p.top_p = 0.5f;  // the two 3.0 tokens hold ~0.6 of the mass; the first alone 0.3
+  std::map<int32_t, int> seen;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    p.seed = seed;
+    ++seen[SampleOnce(p, Logits())];
+  }
+  for (const auto& [t, n] : seen) EXPECT_TRUE(t == 1 || t == 3) << t;
+  EXPECT_EQ(seen.size(), 2u);
+}
+
+TEST(SamplerTest, SameSeedSameSequence) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0;
+  p.seed = 42;
+  std::vector<float> base(100);
+  for (int i = 0; i < 100; ++i) base[i] = std::sin(i * 0.37f);
+  auto run = [&] {
+    Sampler s(p);
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) {
+      std::vector<float> l = base;
+      out.push_back(s.Sample(l.data(), 100));
+      s.Accept(out.back());
+    }
+    return out;
+  };
+  EXPECT_EQ(run(), run());
+  p.seed = 43;
+  const std::vector<int32_t> other = run();
+  p.seed = 42;
+  EXPECT_NE(run(), other);
+}
+
+TEST(SamplerTest, HighTemperatureSpreadsLowTemperatureConcentrates) {
+  SamplingParams p;
+  p.top_k = 0;
+  p.top_p = 1;
+  p.min_p = 0;
+  auto count_top = [&](float temp) {
+    p.temperature = temp;
+    int top = 0;
+    for (uint64_t seed = 0; seed < 300; ++seed) {
+      p.seed = seed;
+      const int32_t t = SampleOnce(p, Logits());
+      top += (t == 1 || t == 3);
+    }
+    return top;
+  };
+  EXPECT_GT(count_top(0.1f), 295);
+  EXPECT_LT(count_top(5.0f), 200);
+}
+
+TEST(SamplerTest, ValidateRejectsBadValues) {
+  SamplingParams p;
+  p.temperature = NAN;
+  EXPECT_EQ(p.Validate().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(p.Validate().message().find("temperature"), std::string::npos);
+  p = SamplingParams();
+  p.top_p = 0;
+  EXPECT_FALSE(p.Validate().ok());
+  p = SamplingParams();
+  p.repeat_penalty = -1;
+  EXPECT_FALSE(p.Validate().ok());
+  p = SamplingParams();
+  p.min_p = 2;
+  EXPECT_FALSE(p.Validate().ok());
+  EXPECT_TRUE(SamplingParams().Validate().ok());
+}
+
+}  // namespace
+}  // namespace atrium
