@@ -23,6 +23,9 @@ class GgufWriter {
   void SetStringArray(const std::string& key, const std::vector<std::string>& v);
   void SetFloat32Array(const std::string& key, const std::vector<float>& v);
   void SetInt32Array(const std::string& key, const std::vector<int32_t>& v);
+  // Raw hook for malformed-file tests: `type` is written as is, followed by
+  // `value` (the encoded value bytes, unchecked).
+  void SetRaw(const std::string& key, uint32_t type, std::vector<uint8_t> value);
   // general.alignment (default 32).
   void SetAlignment(uint32_t alignment);
 

@@ -3,6 +3,7 @@
 // fails with a clear message: it never builds a wrong prompt.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,10 @@
 #include "runtime/status.h"
 
 namespace atrium {
+
+namespace jinja {
+class Template;
+}  // namespace jinja
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
@@ -34,6 +39,11 @@ class ChatTemplate {
   std::string source_;
   std::string bos_token_;
   std::string eos_token_;
+  std::shared_ptr<const jinja::Template> parsed_;
 };
+
+// Gemma 3's published chat template (google/gemma-3 tokenizer_config.json),
+// used for gemma3 files that carry none.
+extern const char* const kGemma3ChatTemplate;
 
 }  // namespace atrium

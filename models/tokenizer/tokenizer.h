@@ -44,6 +44,11 @@ class Tokenizer {
   virtual bool IsControl(int32_t id) const = 0;
   // The id of a token whose text is exactly `piece`, if any.
   virtual std::optional<int32_t> TokenId(std::string_view piece) const = 0;
+
+ protected:
+  // True for SentencePiece files with add_space_prefix: Encode put a space in
+  // front of the text, and Decode drops it again from the first token.
+  virtual bool StripLeadingSpaceOnDecode() const { return false; }
 };
 
 // Streams decoded text without ever splitting a UTF-8 character: bytes of an
