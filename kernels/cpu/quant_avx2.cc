@@ -397,15 +397,6 @@ inline float HMax(__m256 v) {
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   return _mm_cvtss_f32(m);
 }
-// roundf: round half away from zero. trunc(v) + (|v - trunc(v)| >= 0.5 ? sign(v) : 0);
-// v - trunc(v) is exact, so this matches roundf for every float.
-inline __m256 RoundAway(__m256 v) {
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 frac = AbsPs(_mm256_sub_ps(v, t));
-  const __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m256 sign_one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-  return _mm256_add_ps(t, _mm256_and_ps(up, sign_one));
-}
 // Four vectors of 8 integer-valued floats in [-128, 127] -> 32 int8 in order.
 inline __m256i PackToI8(const __m256 v[4]) {
   const __m256i a = _mm256_packs_epi32(_mm256_cvtps_epi32(v[0]), _mm256_cvtps_epi32(v[1]));
@@ -417,7 +408,9 @@ inline void StoreF16(uint16_t* p, float f) {
   std::memcpy(p, &h, 2);
 }
 
-// Q8_0 (kSum = false) and Q8_1 (kSum = true): GGML's quantize_row_q8_0_ref / q8_1_ref.
+// Q8_0 (kSum = false) and Q8_1 (kSum = true) as GGML's x86 quantize_row_q8_0 /
+// q8_1 do it: id = 127 / amax, round half to even. (GGML's *_ref versions use
+// 1 / d and round half away; llama.cpp on x86 runs these, and we compare with it.)
 template <bool kSum>
 void QuantQ8Block(const float* x, uint16_t* d_out, uint16_t* s_out, int8_t* qs) {
   __m256 v[4];
@@ -426,12 +419,13 @@ void QuantQ8Block(const float* x, uint16_t* d_out, uint16_t* s_out, int8_t* qs) 
     v[k] = _mm256_loadu_ps(x + 8 * k);
     amax = _mm256_max_ps(amax, AbsPs(v[k]));
   }
-  const float d = HMax(amax) / 127;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float max_abs = HMax(amax);
+  const float d = max_abs / 127;
+  const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
   StoreF16(d_out, d);
   __m256 sum = _mm256_setzero_ps();
   for (int k = 0; k < 4; ++k) {
-    v[k] = RoundAway(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
+    v[k] = _mm256_round_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     if constexpr (kSum) sum = _mm256_add_ps(sum, v[k]);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), PackToI8(v));

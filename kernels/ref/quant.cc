@@ -1,8 +1,8 @@
 // Scalar reference of the quantization kernels: the test oracle. Plain loops
 // that follow GGML's ggml-quants.c definitions; never optimized. The
-// activation quantizers (Q8_0, Q8_1, Q8_K) reproduce GGML's *_ref functions
-// bit for bit, including their rounding (roundf for Q8_0/Q8_1, round half to
-// even for Q8_K), because end-to-end results are compared with llama.cpp.
+// activation quantizers (Q8_0, Q8_1, Q8_K) reproduce what llama.cpp runs on
+// x86 bit for bit (Q8_0/Q8_1: id = 127 / amax, round half to even; Q8_K:
+// quantize_row_q8_K_ref), because end-to-end results are compared with it.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -211,7 +211,9 @@ void DequantizeRow(DType type, float* out, const void* src, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// Quantization. Q8_0, Q8_1 and Q8_K are GGML's *_ref functions; Q4_0, Q4_1,
+// Quantization. Q8_0 and Q8_1 follow GGML's x86 quantize_row_q8_0 / q8_1
+// (id = 127 / amax, round half to even, as llama.cpp runs on x86, which we
+// compare with end to end); Q8_K is GGML's quantize_row_q8_K_ref; Q4_0, Q4_1,
 // Q5_0, Q5_1 follow GGML's simple reference quantizers; the K-quant ones are
 // simple min/max quantizers for building test models (GGML searches scales).
 
@@ -220,9 +222,9 @@ void QuantQ8_0(BlockQ8_0* y, const float* x, int64_t nb) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     StoreF16(&y[i].d, d);
-    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyintf(x[j] * id));
   }
 }
 void QuantQ8_1(BlockQ8_1* y, const float* x, int64_t nb) {
@@ -230,11 +232,11 @@ void QuantQ8_1(BlockQ8_1* y, const float* x, int64_t nb) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     StoreF16(&y[i].d, d);
     int sum = 0;
     for (int j = 0; j < kQK; ++j) {
-      y[i].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+      y[i].qs[j] = static_cast<int8_t>(std::nearbyintf(x[j] * id));
       sum += y[i].qs[j];
     }
     StoreF16(&y[i].s, sum * d);

@@ -4,9 +4,10 @@ model files, the oracle of tests/models/golden_model_test.cc.
 
 For each prompt: llama.cpp's prompt token ids, its 64-token greedy
 continuation (argmax of its logits at every step, ties to the lowest id), and
-the logits at the last prompt position (the top 256 ids and values, plus
-min/max/mean/std of the whole vector), so the test can check top-10 sets and
-the max abs difference without committing whole vocabularies.
+the margin between its top two logits at every greedy step, and the logits
+at the last prompt position (the top 256 ids and values, plus min/max/mean/std
+of the whole vector), so the test can check top-10 sets and the max abs
+difference without committing whole vocabularies.
 
 llama.cpp is a test tool only, never linked into Atrium. Build it from PyPI's
 source package with native x86 flags but without AMX (its AMX path crashes on
@@ -75,10 +76,13 @@ def run_model(key, spec):
         logits = logits_at_last(llm)
         order = np.argsort(-logits, kind="stable")[:TOP_N]
         generated = []
+        margins = []
         step_logits = logits
         for _ in range(N_GENERATE):
             tok = int(np.argmax(step_logits))
+            top2 = np.partition(step_logits, -2)[-2:]
             generated.append(tok)
+            margins.append(round(float(top2[1] - top2[0]), 4))
             llm.eval([tok])
             step_logits = logits_at_last(llm)
         cases.append({
@@ -86,6 +90,7 @@ def run_model(key, spec):
             "parse_special": special,
             "prompt_ids": [int(t) for t in ids],
             "greedy_ids": generated,
+            "greedy_margins": margins,
             "greedy_text": llm.detokenize(generated).decode("utf-8", errors="replace"),
             "top_ids": [int(i) for i in order],
             "top_logits": [round(float(logits[i]), 5) for i in order],

@@ -181,28 +181,26 @@ TEST(QuantBlocksTest, SizesMatchDTypeTable) {
 }
 
 // ---------------------------------------------------------------------------
-// Known GGML bytes. Generated with the script below (gguf.quants for Q8_0;
-// numpy float32 transcriptions of quantize_row_q8_1_ref and
-// quantize_row_q8_K_ref for the other two, which gguf.quants lacks):
+// Known GGML bytes, as llama.cpp's x86 build produces them. Generated with
+// numpy float32 transcriptions of GGML's x86 quantize_row_q8_0 / q8_1 (the
+// AVX path: id = 127 / amax, round half to even) and quantize_row_q8_K_ref:
 //
-//   import numpy as np; from gguf.quants import quantize, np_roundf
-//   from gguf import GGMLQuantizationType as T
+//   import numpy as np
 //   def inputs(n):
 //       i = np.arange(n, dtype=np.int64)
 //       return ((((i * 7919 + 13) % 2003) - 1001).astype(np.float32) / np.float32(64)).astype(np.float32)
 //   x64 = inputs(64); x64[32:36] = [127.0, 2.5, -3.5, 0.5]
-//   quantize(x64.reshape(1, -1), T.Q8_0).tobytes().hex()
-//   # q8_1: per 32: d = f32(amax / 127); id = 1/d or 0; qs = np_roundf(blk * id);
-//   #       d, s = f16(d), f16(f32(sum(qs)) * d)
+//   # q8_0 / q8_1: per 32: d = f32(amax / 127); id = f32(127 / amax) or 0;
+//   #       qs = np.rint(f32(blk * id)); d, s = f16(d), f16(f32(sum(qs)) * d)
 //   x512 = inputs(512); x512[0:4] = [-127.0, 2.5, -3.5, 0.5]
 //   x512[300] = -x512[256 + argmax(|x512[256:]|)]
 //   # q8_K: per 256: mx = blk[first argmax |blk|]; iscale = f32(-127 / mx);
 //   #       qs = min(127, np.rint(iscale * blk)); bsums = sums of 16; d = f32(1 / iscale)
 constexpr const char* kExpectedQ8_0 =
-    "c82f81776b5f53473b2f23170bfff3e7dbcfc3b7ab9f93877d7165594d4135291d11003c7f03fc01fbf9f8f6f5f4f2f1"
+    "c82f81776b5f53473b2f23170bfff3e7dbcfc3b7ab9f93877d7165594d4135291d11003c7f02fc00fbf9f8f6f5f4f2f1"
     "0f0d0c0a09070604030100fffdfcfaf9f7f6f4f3";
 constexpr const char* kExpectedQ8_1 =
-    "c82f455481776b5f53473b2f23170bfff3e7dbcfc3b7ab9f93877d7165594d4135291d11003c80537f03fc01fbf9f8f6"
+    "c82f455481776b5f53473b2f23170bfff3e7dbcfc3b7ab9f93877d7165594d4135291d11003c40537f02fc00fbf9f8f6"
     "f5f4f2f10f0d0c0a09070604030100fffdfcfaf9f7f6f4f3";
 constexpr const char* kExpectedQ8_K =
     "0000803f8102fc000a09070604030100fefdfcfaf9f7f6f4f3f10f0e0c0b09080605040201fffefcfbf9f8f6f5f4f2f1"
