@@ -31,10 +31,11 @@ void LlamaForward(const ForwardArgs& args) {
   for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
 
   ops::Embed(ctx, x, w.token_embd, args.tokens, n);
-  const ops::AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, c.attn_softcap, 0};
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
+    const ops::AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, c.attn_softcap,
+                                    c.layer_is_swa[l] ? c.sliding_window : 0};
     // Keys and values are written straight into this sequence's cache rows.
     float* k_cache = args.kv.k(l);
     float* v_cache = args.kv.v(l);

@@ -1,6 +1,7 @@
 #include "models/model.h"
 
 #include <algorithm>
+#include <filesystem>
 
 namespace atrium {
 namespace {
@@ -38,6 +39,8 @@ void Activations::Ensure(const ModelConfig& c, int64_t n) {
 }
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return LoadHf(path, options);
   ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Open(path));
   return FromGguf(std::shared_ptr<const gguf::GgufFile>(std::move(file)), options);
 }

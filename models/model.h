@@ -43,16 +43,27 @@ struct Activations {
 
 class Model {
  public:
-  // Opens a GGUF file (mmap), validates it and binds the weights.
+  // Opens a GGUF file (mmap), validates it and binds the weights; a
+  // directory is read as a HF checkpoint (LoadHf).
   static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& options = {});
+  // A HF llama-family checkpoint directory: config.json plus
+  // model.safetensors or the shards named by model.safetensors.index.json
+  // (F32 / F16 / BF16). Matrices are used in place from the maps; norms are
+  // converted to f32. (models/hf_model.cc)
+  static StatusOr<std::unique_ptr<Model>> LoadHf(const std::string& dir, const LoadOptions& options = {});
   static StatusOr<std::unique_ptr<Model>> FromGguf(std::shared_ptr<const gguf::GgufFile> file,
                                                    const LoadOptions& options = {});
 
   const ModelConfig& config() const { return config_; }
   const Weights& weights() const { return weights_; }
   Weights& mutable_weights() { return weights_; }
-  // The file the model came from (metadata, tokenizer, chat template).
-  const gguf::GgufFile& file() const { return *file_; }
+  // The GGUF file the model came from (metadata, tokenizer, chat template);
+  // only for models loaded from GGUF (has_gguf()).
+  bool has_gguf() const { return file_ != nullptr; }
+  const gguf::GgufFile& file() const {
+    ATRIUM_CHECK(file_ != nullptr, "model was not loaded from a GGUF file");
+    return *file_;
+  }
   // Bytes of weights read per token (every matrix once): the decode floor's numerator.
   uint64_t weight_bytes() const { return weight_bytes_; }
 
@@ -72,6 +83,7 @@ class Model {
   ModelConfig config_;
   Weights weights_;
   std::shared_ptr<const gguf::GgufFile> file_;
+  std::vector<std::shared_ptr<const void>> keepalive_;  // safetensors shards
   uint64_t weight_bytes_ = 0;
   std::mutex mu_;  // one Forward at a time (they share acts_)
   Activations acts_;
