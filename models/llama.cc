@@ -20,15 +20,8 @@ void LlamaForward(const ForwardArgs& args) {
   ops::Context& ctx = args.ctx;
   const int64_t n = args.n_tokens;
   const int64_t pos0 = args.kv.size();
-  Tensor x = args.a.x.Rows(0, n);        // [n, dim]
-  Tensor h = args.a.h.Rows(0, n);        // [n, dim]
-  Tensor q = args.a.q.Rows(0, n);        // [n, q_dim]
-  Tensor attn = args.a.attn.Rows(0, n);  // [n, n_heads * head_dim_v]
-  Tensor o = args.a.o.Rows(0, n);        // [n, dim]
-  Tensor gate = args.a.gate.Rows(0, n);  // [n, ffn_dim]
-  Tensor up = args.a.up.Rows(0, n);      // [n, ffn_dim]
-  int32_t* pos = args.a.pos.data();
-  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
+  // Views of [n, dim], [n, q_dim], [n, n_heads * head_dim_v], [n, ffn_dim] rows.
+  auto [x, h, q, attn, o, gate, up, pos] = args.a.First(n, pos0);
 
   ops::Embed(ctx, x, w.token_embd, args.tokens, n);
 
@@ -65,12 +58,7 @@ void LlamaForward(const ForwardArgs& args) {
     ops::Add(ctx, x, x, o);
   }
 
-  // Only the rows whose logits are wanted go through the output matrix.
-  Tensor last = args.all_logits ? x : x.Rows(n - 1, n);
-  Tensor normed = args.all_logits ? h : h.Rows(0, 1);
-  ops::RmsNorm(ctx, normed, last, &w.output_norm, c.rms_eps);
-  ops::MatMul(ctx, args.logits, normed, w.output);
-  if (c.final_softcap > 0) ops::SoftCap(ctx, args.logits, c.final_softcap);
+  OutputHead(args, x, h);
 }
 
 }  // namespace atrium

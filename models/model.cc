@@ -38,6 +38,22 @@ void Activations::Ensure(const ModelConfig& c, int64_t n) {
   pos.resize(n);
 }
 
+Activations::Rows Activations::First(int64_t n, int64_t pos0) {
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
+  return Rows{x.Rows(0, n), h.Rows(0, n), q.Rows(0, n), attn.Rows(0, n), o.Rows(0, n),
+              gate.Rows(0, n), up.Rows(0, n), pos.data()};
+}
+
+void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h) {
+  // Only the rows whose logits are wanted go through the output matrix.
+  const int64_t n = x.rows();
+  Tensor last = args.all_logits ? x : x.Rows(n - 1, n);
+  Tensor normed = args.all_logits ? h : h.Rows(0, 1);
+  ops::RmsNorm(args.ctx, normed, last, &args.w.output_norm, args.c.rms_eps);
+  ops::MatMul(args.ctx, args.logits, normed, args.w.output);
+  if (args.c.final_softcap > 0) ops::SoftCap(args.ctx, args.logits, args.c.final_softcap);
+}
+
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return LoadHf(path, options);

@@ -39,6 +39,13 @@ struct Activations {
   Tensor logits;  // [n, n_vocab] scratch when the caller wants one row
   std::vector<int32_t> pos;
   void Ensure(const ModelConfig& c, int64_t n_tokens);
+
+  // Views of the first n rows of each buffer, with pos = pos0, pos0 + 1, ...
+  struct Rows {
+    Tensor x, h, q, attn, o, gate, up;
+    const int32_t* pos;
+  };
+  Rows First(int64_t n, int64_t pos0);
 };
 
 class Model {
@@ -103,6 +110,9 @@ struct ForwardArgs {
   bool all_logits;
 };
 void LlamaForward(const ForwardArgs& args);
+// The shared tail: final norm of the rows whose logits are wanted, the
+// output matrix, optional soft-capping. h is scratch of x's shape.
+void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h);
 void Gemma3Forward(const ForwardArgs& args);
 
 }  // namespace atrium
