@@ -83,10 +83,10 @@ void PrintStats(const Loaded& l, const GenerationResult& r, uint64_t seed) {
   const double decode_tps = r.decode_seconds > 0 ? r.tokens.size() / r.decode_seconds : 0;
   std::fprintf(stderr,
                "\n[atrium] load %.0f ms | prompt %lld tokens, %.1f tok/s | decode %zu tokens, %.1f tok/s | "
-               "first token %.0f ms | finish: %s | seed %llu\n",
+               "first token %.0f ms | finish: %s | seed %llu | %s kernels\n",
                l.load_seconds * 1e3, static_cast<long long>(r.prompt_tokens), prefill_tps, r.tokens.size(),
                decode_tps, r.first_token_seconds * 1e3, r.finish_reason.c_str(),
-               static_cast<unsigned long long>(seed));
+               static_cast<unsigned long long>(seed), kernels::Cpu().name);
 }
 
 }  // namespace

@@ -21,9 +21,10 @@ struct CliRun {
 };
 
 // Runs the binary with `args`; stdout captured, stderr to `err_file` (or dropped).
-CliRun Atrium(const std::string& args, const std::string& err_file = "/dev/null") {
+// `env` is prepended as VAR=value assignments.
+CliRun Atrium(const std::string& args, const std::string& err_file = "/dev/null", const std::string& env = "") {
   const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  const std::string cmd = std::string(dir != nullptr ? dir : "build") + "/atrium " + args + " 2>" + err_file;
+  const std::string cmd = env + " " + std::string(dir != nullptr ? dir : "build") + "/atrium " + args + " 2>" + err_file;
   FILE* p = popen(cmd.c_str(), "r");
   CliRun r{-1, ""};
   if (p == nullptr) return r;
@@ -73,6 +74,21 @@ TEST(CliTest, GenerateStdoutIsExactlyTheGreedyText) {
   auto g = s.Generate((*tok)->Encode("The capital of France is", true, true), o);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(r.out, g->text);
+}
+
+// A machine without AVX-512 (or without AVX2) must still work: ATRIUM_ISA
+// lowers the kernel choice, and the high-margin first tokens stay the same.
+TEST(CliTest, EveryIsaGenerates) {
+  ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
+  const std::string args = "generate -m " + path + " --prompt 'The capital of France is' --temperature 0 -n 2";
+  const CliRun best = Atrium(args);
+  ASSERT_EQ(best.exit_code, 0);
+  EXPECT_EQ(best.out, " Paris.");
+  for (const char* isa : {"scalar", "avx2"}) {
+    const CliRun r = Atrium(args, "/dev/null", std::string("ATRIUM_ISA=") + isa);
+    EXPECT_EQ(r.exit_code, 0) << isa;
+    EXPECT_EQ(r.out, best.out) << isa;
+  }
 }
 
 TEST(CliTest, ChatModeOnBothModels) {
