@@ -49,6 +49,10 @@ StatusOr<Loaded> LoadModel(const CommonFlags& common, const std::string& name) {
   options.progress = [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); };
   ASSIGN_OR_RETURN(l.model, Model::Load(l.path, options));
   bar.Finish();
+  if (!l.model->has_gguf()) {
+    return Unimplemented(StrFormat("%s is a HF checkpoint directory; the CLI reads the tokenizer from a GGUF file, "
+                                   "so convert it first (llama.cpp's convert_hf_to_gguf.py)", l.path.c_str()));
+  }
   ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
   l.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return l;
