@@ -1,8 +1,7 @@
 // AVX2 + FMA float ops: the vector interface of float_simd.h over __m256.
 #include <immintrin.h>
 
-#include "kernels/cpu/attention_simd.h"
-#include "kernels/cpu/float_simd.h"
+#include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
 
 namespace atrium::kernels::avx2 {
@@ -68,8 +67,7 @@ struct V {
   // Squares rounded to float, then summed in double, as GGML's rms_norm.
   static double SumSquares(const float* x, int64_t n) {
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (int64_t i = 0; i < n; i += 8) {
       const __m256 v = _mm256_loadu_ps(x + i);
       const __m256 sq = _mm256_mul_ps(v, v);
       s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
@@ -77,24 +75,12 @@ struct V {
     }
     alignas(32) double lanes[4];
     _mm256_store_pd(lanes, _mm256_add_pd(s0, s1));
-    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-    return sum;
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
   }
 };
 
 }  // namespace
 
-void FillFloat(CpuKernels& t) {
-  t.rms_norm = RmsNormT<V>;
-  t.rope = RopeT<V>;
-  t.softmax = SoftmaxT<V>;
-  t.silu_mul = SiluMulT<V>;
-  t.gelu_tanh_mul = GeluTanhMulT<V>;
-  t.soft_cap = SoftCapT<V>;
-  t.add = AddT<V>;
-  t.scale = ScaleT<V>;
-  t.attention = AttentionT<V>;
-}
+void FillFloat(CpuKernels& t) { FillFloatTable<V>(t); }
 
 }  // namespace atrium::kernels::avx2

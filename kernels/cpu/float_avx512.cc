@@ -6,8 +6,7 @@
 
 #include <immintrin.h>
 
-#include "kernels/cpu/attention_simd.h"
-#include "kernels/cpu/float_simd.h"
+#include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
 
 namespace atrium::kernels::avx512 {
@@ -62,31 +61,18 @@ struct V {
   // Squares rounded to float, then summed in double, as GGML's rms_norm.
   static double SumSquares(const float* x, int64_t n) {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+    for (int64_t i = 0; i < n; i += 16) {
       const __m512 v = _mm512_loadu_ps(x + i);
       const __m512 sq = _mm512_mul_ps(v, v);
       s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
       s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
     }
-    double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-    return sum;
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
   }
 };
 
 }  // namespace
 
-void FillFloat(CpuKernels& t) {
-  t.rms_norm = RmsNormT<V>;
-  t.rope = RopeT<V>;
-  t.softmax = SoftmaxT<V>;
-  t.silu_mul = SiluMulT<V>;
-  t.gelu_tanh_mul = GeluTanhMulT<V>;
-  t.soft_cap = SoftCapT<V>;
-  t.add = AddT<V>;
-  t.scale = ScaleT<V>;
-  t.attention = AttentionT<V>;
-}
+void FillFloat(CpuKernels& t) { FillFloatTable<V>(t); }
 
 }  // namespace atrium::kernels::avx512

@@ -13,7 +13,8 @@
 // Fnma(a,b,c) = c-a*b; CmpLt, CmpGt, IsNan, Select(m, if_true, if_false);
 // Abs, OrSign(mag, x) (mag >= 0 gets the sign of x); Pow2FromShifted (see
 // Exp); SwapPairs (lanes 2i <-> 2i+1); ReduceAdd, ReduceMax; Reduce4(a, b,
-// c, d, out[4]); SumSquares(x, n) (squares in float, sum in double).
+// c, d, out[4]); SumSquares(x, n) (n a multiple of kLanes; squares in float,
+// sum in double).
 #pragma once
 
 #include <cmath>
@@ -106,7 +107,9 @@ template <class V>
 void RmsNormT(float* out, const float* x, const float* w, float eps, int64_t rows, int64_t dim) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
-    const double sum = V::SumSquares(xr, dim);
+    const int64_t full = dim / V::kLanes * V::kLanes;
+    double sum = V::SumSquares(xr, full);
+    for (int64_t i = full; i < dim; ++i) sum += static_cast<double>(xr[i] * xr[i]);
     const float mean = static_cast<float>(sum / static_cast<double>(dim));
     const auto s = V::Set1(1.0f / sqrtf(mean + eps));
     if (w == nullptr) {

@@ -6,9 +6,8 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <string>
-#include <type_traits>
 
+#include "kernels/cpu/quant_simd.h"
 #include "kernels/cpu/variants.h"
 #include "kernels/quant_blocks.h"
 #include "runtime/status.h"
@@ -16,16 +15,6 @@
 namespace atrium::kernels::avx2 {
 namespace {
 
-using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
-// The table's vec_dot before this file overrides it: used for the element
-// tail of float rows whose length is not a multiple of 8.
-VecDotFn g_fallback_vec_dot = nullptr;
-
-inline float F16(const uint16_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
@@ -63,9 +52,8 @@ inline __m256i DotS8(__m256i w, __m256i s) {
 }
 
 // ---------------------------------------------------------------------------
-// Per-type traits. A "block" is the unit the tile loop steps over. PrepX
-// loads what an activation block contributes (once per token), PrepW what a
-// weight block contributes (once per row), Acc combines them.
+// The weight types (see quant_simd.h for what each provides). Here a step
+// is one 32-element block, one K-quant super-block or 8 floats.
 
 struct XQ8_0 {
   __m256i q;
@@ -101,6 +89,7 @@ struct SignedQ32 {
   }
 };
 struct Q4_0 : SignedQ32<Q4_0> {
+  static constexpr DType kType = DType::kQ4_0;
   static constexpr int64_t kWBytes = sizeof(BlockQ4_0);
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockQ4_0*>(p);
@@ -108,6 +97,7 @@ struct Q4_0 : SignedQ32<Q4_0> {
   }
 };
 struct Q5_0 : SignedQ32<Q5_0> {
+  static constexpr DType kType = DType::kQ5_0;
   static constexpr int64_t kWBytes = sizeof(BlockQ5_0);
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockQ5_0*>(p);
@@ -117,6 +107,7 @@ struct Q5_0 : SignedQ32<Q5_0> {
   }
 };
 struct Q8_0 : SignedQ32<Q8_0> {
+  static constexpr DType kType = DType::kQ8_0;
   static constexpr int64_t kWBytes = sizeof(BlockQ8_0);
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockQ8_0*>(p);
@@ -143,6 +134,7 @@ struct AffineQ32 {
 };
 inline __m256 Lane0(float v) { return _mm256_zextps128_ps256(_mm_set_ss(v)); }
 struct Q4_1 : AffineQ32<Q4_1> {
+  static constexpr DType kType = DType::kQ4_1;
   static constexpr int64_t kWBytes = sizeof(BlockQ4_1);
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockQ4_1*>(p);
@@ -150,6 +142,7 @@ struct Q4_1 : AffineQ32<Q4_1> {
   }
 };
 struct Q5_1 : AffineQ32<Q5_1> {
+  static constexpr DType kType = DType::kQ5_1;
   static constexpr int64_t kWBytes = sizeof(BlockQ5_1);
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockQ5_1*>(p);
@@ -158,34 +151,8 @@ struct Q5_1 : AffineQ32<Q5_1> {
   }
 };
 
-// K-quants: one block is a 256-element super-block. The weight block is
-// unpacked inside Acc (per token); the tile still reads it from memory once.
-template <typename BlockW>
-struct KQuant {
-  static constexpr int64_t kBlock = kQK_K;
-  static constexpr int64_t kWBytes = sizeof(BlockW);
-  static constexpr int64_t kXBytes = sizeof(BlockQ8_K);
-  using X = const BlockQ8_K*;
-  using W = const BlockW*;
-  static X PrepX(const uint8_t* p) { return reinterpret_cast<X>(p); }
-  static W PrepW(const uint8_t* p) { return reinterpret_cast<W>(p); }
-};
-inline float LoadD(const BlockQ8_K* x) {
-  float d;
-  std::memcpy(&d, &x->d, 4);
-  return d;
-}
-// The 12 packed bytes of Q4_K / Q5_K -> 8 scales (bytes 0..7) and 8 mins
-// (bytes 8..15).
-inline void DecodeScalesK4(const uint8_t* scales, uint32_t out[4]) {
-  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
-  uint32_t u[3];
-  std::memcpy(u, scales, 12);
-  out[0] = u[0] & kMask1;
-  out[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
-  out[2] = u[1] & kMask1;
-  out[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
-}
+// K-quants: one step is a 256-element super-block (KQuant, quant_simd.h).
+
 // sum_j m_j * (bsums[2j] + bsums[2j+1]) as 4 x s32 partial sums.
 inline __m128i MinsTimesBsums(const uint32_t sm[4], const BlockQ8_K* x) {
   const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 2)));
@@ -224,12 +191,15 @@ inline void AccQ45K(__m256& acc, const BlockW* w, const BlockQ8_K* x) {
   acc = _mm256_fmadd_ps(mins, _mm256_set1_ps(-dx * F16(&w->dmin)), acc);
 }
 struct Q4_K : KQuant<BlockQ4_K> {
+  static constexpr DType kType = DType::kQ4_K;
   static void Acc(__m256& acc, W w, X x) { AccQ45K<false>(acc, w, x); }
 };
 struct Q5_K : KQuant<BlockQ5_K> {
+  static constexpr DType kType = DType::kQ5_K;
   static void Acc(__m256& acc, W w, X x) { AccQ45K<true>(acc, w, x); }
 };
 struct Q6_K : KQuant<BlockQ6_K> {
+  static constexpr DType kType = DType::kQ6_K;
   static void Acc(__m256& acc, W w, X x) {
     const __m256i scales = _mm256_cvtepi8_epi16(Load128(w->scales));
     // The -32 of every q, folded in with the activation block sums.
@@ -270,119 +240,29 @@ struct FloatW {
   static void Acc(__m256& acc, W w, X x) { acc = _mm256_fmadd_ps(w, x, acc); }
 };
 struct F32 : FloatW<4> {
+  static constexpr DType kType = DType::kF32;
   static W PrepW(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
 };
 struct F16W : FloatW<2> {
+  static constexpr DType kType = DType::kF16;
   static W PrepW(const uint8_t* p) { return _mm256_cvtph_ps(Load128(p)); }
 };
 struct BF16 : FloatW<2> {
+  static constexpr DType kType = DType::kBF16;
   static W PrepW(const uint8_t* p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load128(p)), 16));
   }
 };
 
 // ---------------------------------------------------------------------------
-// The tile: R weight rows x C tokens, every weight block loaded once and used
-// against C activation blocks.
-
-struct MatmulArgs {
-  float* out;
-  int64_t ldo;
-  const uint8_t* w;
-  int64_t w_row_bytes;
-  const uint8_t* x;
-  int64_t x_stride;
-  int64_t n_in;
-  DType wtype;
+// The tiled matmul of quant_simd.h over __m256: tiles of 4 rows x 1 token
+// (decode) or 2 rows x up to 4 tokens.
+struct Isa {
+  using Acc = __m256;
+  static constexpr int kPrefillRows = 2;
+  static __m256 Zero() { return _mm256_setzero_ps(); }
+  static float HSum(__m256 v) { return avx2::HSum(v); }
 };
-
-template <typename T, int R, int C>
-void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
-  const uint8_t* xrow = a.x + tok0 * a.x_stride;
-  const int64_t nb = a.n_in / T::kBlock;
-  for (int64_t b = 0; b < nb; ++b) {
-    typename T::X xs[C];
-    for (int c = 0; c < C; ++c) xs[c] = T::PrepX(xrow + c * a.x_stride + b * T::kXBytes);
-    for (int r = 0; r < R; ++r) {
-      const typename T::W ws = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
-      for (int c = 0; c < C; ++c) T::Acc(acc[r][c], ws, xs[c]);
-    }
-  }
-  const int64_t tail = a.n_in - nb * T::kBlock;
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      float v = HSum(acc[r][c]);
-      if (tail != 0) {
-        v += g_fallback_vec_dot(a.wtype, wrow + r * a.w_row_bytes + nb * T::kWBytes,
-                                xrow + c * a.x_stride + nb * T::kXBytes, tail);
-      }
-      a.out[(tok0 + c) * a.ldo + row0 + r] = v;
-    }
-  }
-}
-
-// Rows outer (a tile of R rows stays in L1 while every token passes), tokens
-// inner in groups of 4 (R = 2) or 1 (decode: R = 4 rows at a time).
-template <typename T>
-void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  int64_t r = row_begin;
-  if (n_tokens == 1) {
-    for (; r + 4 <= row_end; r += 4) Tile<T, 4, 1>(a, r, 0);
-    for (; r < row_end; ++r) Tile<T, 1, 1>(a, r, 0);
-    return;
-  }
-  auto tokens = [&](auto rows_tag, int64_t row) {
-    constexpr int kR = decltype(rows_tag)::value;
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) Tile<T, kR, 4>(a, row, t);
-    for (; t + 2 <= n_tokens; t += 2) Tile<T, kR, 2>(a, row, t);
-    for (; t < n_tokens; ++t) Tile<T, kR, 1>(a, row, t);
-  };
-  for (; r + 2 <= row_end; r += 2) tokens(std::integral_constant<int, 2>{}, r);
-  for (; r < row_end; ++r) tokens(std::integral_constant<int, 1>{}, r);
-}
-
-template <typename T>
-void MatmulAs(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
-              int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(w), RowBytes(wtype, n_in),
-                     static_cast<const uint8_t*>(x), x_stride, n_in, wtype};
-  Matmul<T>(a, n_tokens, row_begin, row_end);
-}
-
-void MatmulRows(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
-                int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  ATRIUM_CHECK(n_in % Info(wtype).block_size == 0, "matmul_rows: n_in=%lld not a multiple of the %s block",
-               static_cast<long long>(n_in), std::string(DTypeName(wtype)).c_str());
-  switch (wtype) {
-#define ATRIUM_CASE(dt, T) \
-  case DType::dt: return MatmulAs<T>(out, ldo, w, wtype, n_in, x, x_stride, n_tokens, row_begin, row_end);
-    ATRIUM_CASE(kF32, F32)
-    ATRIUM_CASE(kF16, F16W)
-    ATRIUM_CASE(kBF16, BF16)
-    ATRIUM_CASE(kQ4_0, Q4_0)
-    ATRIUM_CASE(kQ4_1, Q4_1)
-    ATRIUM_CASE(kQ5_0, Q5_0)
-    ATRIUM_CASE(kQ5_1, Q5_1)
-    ATRIUM_CASE(kQ8_0, Q8_0)
-    ATRIUM_CASE(kQ4_K, Q4_K)
-    ATRIUM_CASE(kQ5_K, Q5_K)
-    ATRIUM_CASE(kQ6_K, Q6_K)
-#undef ATRIUM_CASE
-    default: break;
-  }
-  ATRIUM_CHECK(false, "matmul_rows: unsupported weight type %s", std::string(DTypeName(wtype)).c_str());
-}
-
-float VecDot(DType wtype, const void* w, const void* x, int64_t n) {
-  float out = 0.0f;
-  MatmulRows(&out, 1, w, wtype, n, x, 0, 1, 0, 1);
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // Activation quantizers, bit-identical to the scalar (GGML reference) ones.
@@ -500,11 +380,9 @@ void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
 }  // namespace
 
 void FillQuant(CpuKernels& t) {
-  g_fallback_vec_dot = t.vec_dot;
   g_fallback_quantize = t.quantize_row;
   t.quantize_row = QuantizeRow;
-  t.vec_dot = VecDot;
-  t.matmul_rows = MatmulRows;
+  FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);
 }
 
 }  // namespace atrium::kernels::avx2

@@ -8,9 +8,9 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <string>
 #include <type_traits>
 
+#include "kernels/cpu/quant_simd.h"
 #include "kernels/cpu/variants.h"
 #include "kernels/quant_blocks.h"
 #include "runtime/status.h"
@@ -23,16 +23,6 @@
 namespace atrium::kernels::avx512 {
 namespace {
 
-using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
-// The table's vec_dot before this file overrides it (AVX2): used for an odd
-// last 32-element block and for the element tail of float rows.
-VecDotFn g_fallback_vec_dot = nullptr;
-
-inline float F16(const uint16_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 inline __m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
 inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
@@ -130,63 +120,43 @@ struct Q32Pair {
   }
 };
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
+  static constexpr DType kType = DType::kQ4_0;
   static __m512i Quants(const BlockQ4_0& a, const BlockQ4_0& b) { return NibblePair(a.qs, b.qs); }
 };
 struct Q4_1 : Q32Pair<Q4_1, BlockQ4_1, BlockQ8_1, 0> {
+  static constexpr DType kType = DType::kQ4_1;
   static __m512i Quants(const BlockQ4_1& a, const BlockQ4_1& b) { return NibblePair(a.qs, b.qs); }
 };
 struct Q5_0 : Q32Pair<Q5_0, BlockQ5_0, BlockQ8_0, 16> {
+  static constexpr DType kType = DType::kQ5_0;
   static __m512i Quants(const BlockQ5_0& a, const BlockQ5_0& b) {
     const __m512i q = NibblePair(a.qs, b.qs);
     return _mm512_mask_add_epi8(q, HighBitPair(a.qh, b.qh), q, _mm512_set1_epi8(16));
   }
 };
 struct Q5_1 : Q32Pair<Q5_1, BlockQ5_1, BlockQ8_1, 0> {
+  static constexpr DType kType = DType::kQ5_1;
   static __m512i Quants(const BlockQ5_1& a, const BlockQ5_1& b) {
     const __m512i q = NibblePair(a.qs, b.qs);
     return _mm512_mask_add_epi8(q, HighBitPair(a.qh, b.qh), q, _mm512_set1_epi8(16));
   }
 };
 struct Q8_0 : Q32Pair<Q8_0, BlockQ8_0, BlockQ8_0, 128> {
+  static constexpr DType kType = DType::kQ8_0;
   static __m512i Quants(const BlockQ8_0& a, const BlockQ8_0& b) {
     return _mm512_xor_si512(Join(Load256(a.qs), Load256(b.qs)), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
 };
 
 // ---------------------------------------------------------------------------
-// K-quants: one 256-element super-block per step, unpacked inside Acc.
+// K-quants: one 256-element super-block per step (KQuant, quant_simd.h).
 
-template <typename BlockW>
-struct KQuant {
-  static constexpr int64_t kBlock = kQK_K;
-  static constexpr int64_t kWBytes = sizeof(BlockW);
-  static constexpr int64_t kXBytes = sizeof(BlockQ8_K);
-  using X = const BlockQ8_K*;
-  using W = const BlockW*;
-  static X PrepX(const uint8_t* p) { return reinterpret_cast<X>(p); }
-  static W PrepW(const uint8_t* p) { return reinterpret_cast<W>(p); }
-};
-inline float LoadD(const BlockQ8_K* x) {
-  float d;
-  std::memcpy(&d, &x->d, 4);
-  return d;
-}
 // 16-bit lane i of the result = lane (base + i / group) of the source.
 template <int kBase, int kGroup>
 inline __m512i SpreadIndex() {
   alignas(64) uint16_t idx[32];
   for (int i = 0; i < 32; ++i) idx[i] = static_cast<uint16_t>(kBase + i / kGroup);
   return _mm512_load_si512(idx);
-}
-// See the AVX2 file: 12 packed bytes -> 8 scales then 8 mins, one per byte.
-inline void DecodeScalesK4(const uint8_t* scales, uint32_t out[4]) {
-  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
-  uint32_t u[3];
-  std::memcpy(u, scales, 12);
-  out[0] = u[0] & kMask1;
-  out[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
-  out[2] = u[1] & kMask1;
-  out[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
 }
 
 template <bool kHasHigh, typename BlockW>
@@ -221,12 +191,15 @@ inline void AccQ45K(__m512& acc, const BlockW* w, const BlockQ8_K* x) {
   acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * F16(&w->dmin)), acc);
 }
 struct Q4_K : KQuant<BlockQ4_K> {
+  static constexpr DType kType = DType::kQ4_K;
   static void Acc(__m512& acc, W w, X x) { AccQ45K<false>(acc, w, x); }
 };
 struct Q5_K : KQuant<BlockQ5_K> {
+  static constexpr DType kType = DType::kQ5_K;
   static void Acc(__m512& acc, W w, X x) { AccQ45K<true>(acc, w, x); }
 };
 struct Q6_K : KQuant<BlockQ6_K> {
+  static constexpr DType kType = DType::kQ6_K;
   static void Acc(__m512& acc, W w, X x) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(w->scales));
     // The -32 of every q, folded in with the activation sums of each 16.
@@ -268,124 +241,34 @@ struct FloatW {
   static void Acc(__m512& acc, W w, X x) { acc = _mm512_fmadd_ps(w, x, acc); }
 };
 struct F32 : FloatW<4> {
+  static constexpr DType kType = DType::kF32;
   static W PrepW(const uint8_t* p) { return _mm512_loadu_ps(p); }
 };
 struct F16W : FloatW<2> {
+  static constexpr DType kType = DType::kF16;
   static W PrepW(const uint8_t* p) { return _mm512_maskz_cvtph_ps(0xFFFF, Load256(p)); }
 };
 struct BF16 : FloatW<2> {
+  static constexpr DType kType = DType::kBF16;
   static W PrepW(const uint8_t* p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(Load256(p)), 16));
   }
 };
 
 // ---------------------------------------------------------------------------
-// The tile: R weight rows x C tokens (see the AVX2 file). With 32 vector
-// registers a 4 x 4 tile fits.
-
-struct MatmulArgs {
-  float* out;
-  int64_t ldo;
-  const uint8_t* w;
-  int64_t w_row_bytes;
-  const uint8_t* x;
-  int64_t x_stride;
-  int64_t n_in;
-  DType wtype;
+// The tiled matmul of quant_simd.h over __m512: tiles of 4 rows x 1 token
+// (decode) or, with 32 vector registers, 4 rows x up to 4 tokens.
+struct Isa {
+  using Acc = __m512;
+  static constexpr int kPrefillRows = 4;
+  static __m512 Zero() { return _mm512_setzero_ps(); }
+  static float HSum(__m512 v) { return avx512::HSum(v); }
 };
-
-template <typename T, int R, int C>
-void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
-  __m512 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
-  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
-  const uint8_t* xrow = a.x + tok0 * a.x_stride;
-  const int64_t nb = a.n_in / T::kBlock;
-  for (int64_t b = 0; b < nb; ++b) {
-    typename T::X xs[C];
-    for (int c = 0; c < C; ++c) xs[c] = T::PrepX(xrow + c * a.x_stride + b * T::kXBytes);
-    for (int r = 0; r < R; ++r) {
-      const typename T::W ws = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
-      for (int c = 0; c < C; ++c) T::Acc(acc[r][c], ws, xs[c]);
-    }
-  }
-  const int64_t tail = a.n_in - nb * T::kBlock;
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      float v = HSum(acc[r][c]);
-      if (tail != 0) {
-        v += g_fallback_vec_dot(a.wtype, wrow + r * a.w_row_bytes + nb * T::kWBytes,
-                                xrow + c * a.x_stride + nb * T::kXBytes, tail);
-      }
-      a.out[(tok0 + c) * a.ldo + row0 + r] = v;
-    }
-  }
-}
-
-template <typename T>
-void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  int64_t r = row_begin;
-  if (n_tokens == 1) {
-    for (; r + 4 <= row_end; r += 4) Tile<T, 4, 1>(a, r, 0);
-    for (; r < row_end; ++r) Tile<T, 1, 1>(a, r, 0);
-    return;
-  }
-  auto tokens = [&](auto rows_tag, int64_t row) {
-    constexpr int kR = decltype(rows_tag)::value;
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) Tile<T, kR, 4>(a, row, t);
-    for (; t + 2 <= n_tokens; t += 2) Tile<T, kR, 2>(a, row, t);
-    for (; t < n_tokens; ++t) Tile<T, kR, 1>(a, row, t);
-  };
-  for (; r + 4 <= row_end; r += 4) tokens(std::integral_constant<int, 4>{}, r);
-  for (; r < row_end; ++r) tokens(std::integral_constant<int, 1>{}, r);
-}
-
-template <typename T>
-void MatmulAs(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
-              int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(w), RowBytes(wtype, n_in),
-                     static_cast<const uint8_t*>(x), x_stride, n_in, wtype};
-  Matmul<T>(a, n_tokens, row_begin, row_end);
-}
-
-void MatmulRows(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
-                int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  ATRIUM_CHECK(n_in % Info(wtype).block_size == 0, "matmul_rows: n_in=%lld not a multiple of the %s block",
-               static_cast<long long>(n_in), std::string(DTypeName(wtype)).c_str());
-  switch (wtype) {
-#define ATRIUM_CASE(dt, T) \
-  case DType::dt: return MatmulAs<T>(out, ldo, w, wtype, n_in, x, x_stride, n_tokens, row_begin, row_end);
-    ATRIUM_CASE(kF32, F32)
-    ATRIUM_CASE(kF16, F16W)
-    ATRIUM_CASE(kBF16, BF16)
-    ATRIUM_CASE(kQ4_0, Q4_0)
-    ATRIUM_CASE(kQ4_1, Q4_1)
-    ATRIUM_CASE(kQ5_0, Q5_0)
-    ATRIUM_CASE(kQ5_1, Q5_1)
-    ATRIUM_CASE(kQ8_0, Q8_0)
-    ATRIUM_CASE(kQ4_K, Q4_K)
-    ATRIUM_CASE(kQ5_K, Q5_K)
-    ATRIUM_CASE(kQ6_K, Q6_K)
-#undef ATRIUM_CASE
-    default: break;
-  }
-  ATRIUM_CHECK(false, "matmul_rows: unsupported weight type %s", std::string(DTypeName(wtype)).c_str());
-}
-
-float VecDot(DType wtype, const void* w, const void* x, int64_t n) {
-  float out = 0.0f;
-  MatmulRows(&out, 1, w, wtype, n, x, 0, 1, 0, 1);
-  return out;
-}
 
 }  // namespace
 
 void FillQuant(CpuKernels& t) {
-  g_fallback_vec_dot = t.vec_dot;
-  t.vec_dot = VecDot;
-  t.matmul_rows = MatmulRows;
+  FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);
 }
 
 }  // namespace atrium::kernels::avx512

@@ -1,7 +1,5 @@
 #include "models/tokenizer/bpe.h"
 
-#include <queue>
-
 #include "models/tokenizer/unicode.h"
 
 namespace atrium::tok {
@@ -52,53 +50,13 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int32_t>* out
       return;
     }
   }
-  // Symbols start as single (byte-encoded) code points in a linked list.
-  struct Symbol {
-    int prev, next;
-    size_t begin, len;
-  };
-  std::vector<Symbol> syms;
-  for (size_t off = 0; off < word.size();) {
-    const size_t len = std::min(word.size() - off, Utf8SeqLen(static_cast<uint8_t>(word[off])));
-    const int idx = static_cast<int>(syms.size());
-    syms.push_back({idx - 1, off + len == word.size() ? -1 : idx + 1, off, len});
-    off += len;
-  }
-  auto view = [&](const Symbol& s) { return std::string_view(word).substr(s.begin, s.len); };
-
-  struct Bigram {
-    int left, right, rank;
-    size_t len;  // bytes of the merged text, to detect stale entries
-  };
-  auto worse = [](const Bigram& a, const Bigram& b) {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-  auto add_bigram = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const int rank = Rank(view(syms[left]), view(syms[right]));
-    if (rank >= 0) queue.push({left, right, rank, syms[left].len + syms[right].len});
-  };
-  for (size_t i = 1; i < syms.size(); ++i) add_bigram(static_cast<int>(i) - 1, static_cast<int>(i));
-
-  while (!queue.empty()) {
-    const Bigram b = queue.top();
-    queue.pop();
-    Symbol& l = syms[b.left];
-    Symbol& r = syms[b.right];
-    // Stale: one side was merged away or grew since the pair was queued.
-    // Symbols are contiguous, so adjacency plus total length identifies the text.
-    if (l.len == 0 || r.len == 0 || l.next != b.right || l.len + r.len != b.len) continue;
-    l.len += r.len;
-    r.len = 0;
-    l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = b.left;
-    add_bigram(l.prev, b.left);
-    add_bigram(b.left, l.next);
-  }
-
-  for (int i = 0; i != -1; i = syms[i].next) {
-    const std::string_view piece = view(syms[i]);
+  // Symbols start as single (byte-encoded) code points; the pair of lowest
+  // rank merges first.
+  const auto pieces = MergeSymbols(word, [&](std::string_view left, std::string_view right) {
+    const int rank = Rank(left, right);
+    return rank >= 0 ? std::optional<double>(-rank) : std::nullopt;
+  });
+  for (const std::string_view piece : pieces) {
     if (const int32_t id = Lookup(piece); id >= 0) {
       out->push_back(id);
       continue;

@@ -76,6 +76,21 @@ size_t MatchContraction(const Chunk& c, size_t pos, bool ignore_case) {
   return 0;
 }
 
+// The last alternatives of the GPT-2 and llama3 patterns, \s+(?!\S)|\s+,
+// else any one code point, at pos where n_ws whitespace code points start.
+// Emits the match and returns where it ends.
+size_t EmitWhitespaceOrOne(Chunk& c, size_t pos, size_t n_ws) {
+  if (n_ws > 1 && c.Cpt(pos + n_ws) != Chunk::kOutOfRange) {  // \s+(?!\S)
+    pos += n_ws - 1;
+  } else if (n_ws > 0) {  // \s+
+    pos += n_ws;
+  } else {
+    ++pos;
+  }
+  c.Emit(pos);
+  return pos;
+}
+
 // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 void SplitGpt2(Chunk& c) {
   for (size_t pos = c.begin(); pos < c.end();) {
@@ -105,17 +120,7 @@ void SplitGpt2(Chunk& c) {
     }
     size_t n_ws = 0;
     while (c.Flags(pos + n_ws).whitespace) ++n_ws;
-    if (n_ws > 1 && c.Cpt(pos + n_ws) != Chunk::kOutOfRange) {  // \s+(?!\S)
-      pos += n_ws - 1;
-      c.Emit(pos);
-      continue;
-    }
-    if (n_ws > 0) {
-      pos += n_ws;
-      c.Emit(pos);
-      continue;
-    }
-    c.Emit(++pos);
+    pos = EmitWhitespaceOrOne(c, pos, n_ws);
   }
 }
 
@@ -168,17 +173,7 @@ void SplitLlama3(Chunk& c, size_t max_digits) {
       c.Emit(pos);
       continue;
     }
-    if (n_ws > 1 && c.Cpt(pos + n_ws) != Chunk::kOutOfRange) {  // \s+(?!\S)
-      pos += n_ws - 1;
-      c.Emit(pos);
-      continue;
-    }
-    if (n_ws > 0) {
-      pos += n_ws;
-      c.Emit(pos);
-      continue;
-    }
-    c.Emit(++pos);
+    pos = EmitWhitespaceOrOne(c, pos, n_ws);
   }
 }
 

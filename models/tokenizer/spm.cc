@@ -1,7 +1,5 @@
 #include "models/tokenizer/spm.h"
 
-#include <queue>
-
 #include "models/tokenizer/unicode.h"
 
 namespace atrium::tok {
@@ -48,59 +46,18 @@ void SpmTokenizer::EncodeRaw(std::string_view raw, bool after_special,
       text.push_back(c);
     }
   }
-  if (text.empty()) return;
-
-  struct Symbol {
-    int prev, next;
-    size_t begin, len;
-  };
-  std::vector<Symbol> syms;
-  for (size_t off = 0; off < text.size();) {
-    const size_t len = std::min(text.size() - off, Utf8SeqLen(static_cast<uint8_t>(text[off])));
-    const int idx = static_cast<int>(syms.size());
-    syms.push_back({idx - 1, off + len == text.size() ? -1 : idx + 1, off, len});
-    off += len;
-  }
-
-  struct Bigram {
-    int left, right;
-    float score;
-    size_t len;
-  };
-  auto worse = [](const Bigram& a, const Bigram& b) {
-    return a.score < b.score || (a.score == b.score && a.left > b.left);
-  };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-  auto add_bigram = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const std::string_view merged =
-        std::string_view(text).substr(syms[left].begin, syms[left].len + syms[right].len);
-    const int32_t id = Lookup(merged);
-    if (id < 0) return;
-    queue.push({left, right, score(id), merged.size()});
-  };
-  for (size_t i = 1; i < syms.size(); ++i) add_bigram(static_cast<int>(i) - 1, static_cast<int>(i));
-
-  while (!queue.empty()) {
-    const Bigram b = queue.top();
-    queue.pop();
-    Symbol& l = syms[b.left];
-    Symbol& r = syms[b.right];
-    if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;
-    l.len += r.len;
-    r.len = 0;
-    l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = b.left;
-    add_bigram(l.prev, b.left);
-    add_bigram(b.left, l.next);
-  }
+  // Adjacent symbols merge into the token of highest score.
+  const auto pieces = MergeSymbols(text, [&](std::string_view left, std::string_view right) {
+    // left and right are adjacent in text.
+    const int32_t id = Lookup(std::string_view(left.data(), left.size() + right.size()));
+    return id >= 0 ? std::optional<double>(score(id)) : std::nullopt;
+  });
 
   // Merges only ever form tokens, so a final symbol is a token or a single
   // character no token covers, which falls back to one token per byte.
   // (llama.cpp's resegment also consults the pairs that formed a merged text;
   // that path cannot be reached because a merged text is always a token.)
-  for (int i = 0; i != -1; i = syms[i].next) {
-    const std::string_view piece = std::string_view(text).substr(syms[i].begin, syms[i].len);
+  for (const std::string_view piece : pieces) {
     if (const int32_t id = Lookup(piece); id >= 0) {
       out->push_back(id);
     } else {

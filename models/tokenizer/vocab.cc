@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <bitset>
+#include <queue>
+
+#include "models/tokenizer/unicode.h"
 
 namespace atrium::tok {
 
@@ -237,6 +240,61 @@ std::vector<int32_t> VocabTokenizer::Encode(std::string_view text, bool add_spec
   }
   if (add_special && add_eos_) out.push_back(eos_id_);
   return out;
+}
+
+std::vector<std::string_view> VocabTokenizer::MergeSymbols(std::string_view text,
+                                                         const MergePriority& priority) {
+  // Symbols are contiguous ranges of text in a linked list; a merged-away
+  // symbol keeps len 0.
+  struct Symbol {
+    int prev, next;
+    size_t begin, len;
+  };
+  std::vector<Symbol> syms;
+  for (size_t off = 0; off < text.size();) {
+    const size_t len = std::min(text.size() - off, Utf8SeqLen(static_cast<uint8_t>(text[off])));
+    const int idx = static_cast<int>(syms.size());
+    syms.push_back({idx - 1, off + len == text.size() ? -1 : idx + 1, off, len});
+    off += len;
+  }
+  auto view = [&](const Symbol& s) { return text.substr(s.begin, s.len); };
+
+  struct Bigram {
+    int left, right;
+    double priority;
+    size_t len;  // bytes of the merged text, to detect stale entries
+  };
+  auto worse = [](const Bigram& a, const Bigram& b) {
+    return a.priority < b.priority || (a.priority == b.priority && a.left > b.left);
+  };
+  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
+  auto add_bigram = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    const std::optional<double> p = priority(view(syms[left]), view(syms[right]));
+    if (p.has_value()) queue.push({left, right, *p, syms[left].len + syms[right].len});
+  };
+  for (size_t i = 1; i < syms.size(); ++i) add_bigram(static_cast<int>(i) - 1, static_cast<int>(i));
+
+  while (!queue.empty()) {
+    const Bigram b = queue.top();
+    queue.pop();
+    Symbol& l = syms[b.left];
+    Symbol& r = syms[b.right];
+    // Stale: one side was merged away or grew since the pair was queued.
+    // Symbols are contiguous, so adjacency plus total length identifies the text.
+    if (l.len == 0 || r.len == 0 || l.next != b.right || l.len + r.len != b.len) continue;
+    l.len += r.len;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = b.left;
+    add_bigram(l.prev, b.left);
+    add_bigram(b.left, l.next);
+  }
+
+  std::vector<std::string_view> pieces;
+  if (syms.empty()) return pieces;
+  for (int i = 0; i != -1; i = syms[i].next) pieces.push_back(view(syms[i]));
+  return pieces;
 }
 
 }  // namespace atrium::tok

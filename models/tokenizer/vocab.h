@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +69,14 @@ class VocabTokenizer : public Tokenizer {
 
   // -1 when absent.
   int32_t Lookup(std::string_view text) const;
+
+  // The symbol merging BPE and SentencePiece share (llama.cpp's
+  // llm_tokenizer_bpe / llm_tokenizer_spm): text starts as one symbol per
+  // UTF-8 code point, and adjacent symbols merge, the pair of highest
+  // priority(left, right) first and the leftmost on ties, until no pair has
+  // a priority (nullopt). Returns the final symbols, left to right.
+  using MergePriority = std::function<std::optional<double>(std::string_view, std::string_view)>;
+  static std::vector<std::string_view> MergeSymbols(std::string_view text, const MergePriority& priority);
 
   std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
 

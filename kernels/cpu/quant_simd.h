@@ -1,0 +1,181 @@
+// Internal: the ISA-independent half of the SIMD quantized matmul (the tile
+// loop, the walk over rows and tokens, the dispatch on the weight type),
+// written once over an ISA interface I and the weight types of
+// quant_avx2.cc and quant_avx512.cc, each compiled with its own ISA flags.
+// Include only from those files.
+//
+// Everything here has internal linkage (anonymous namespace) for the reason
+// float_simd.h gives: the AVX-512 instantiation must never be merged into the
+// AVX2 table. That includes g_fallback_vec_dot, one per including file.
+//
+// I provides: Acc (the accumulator vector), Zero(), HSum(Acc), and
+// kPrefillRows (weight rows per tile when there is more than one token).
+// A weight type T provides: kType (its DType); kBlock (elements per step);
+// kWBytes, kXBytes (bytes of a weight row, of an activation row per step);
+// X, PrepX (what an activation step contributes, loaded once per token);
+// W, PrepW (what a weight step contributes, loaded once per row); and
+// Acc(acc, w, x), which adds their dot product into acc.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
+#include "runtime/status.h"
+
+namespace atrium::kernels {
+namespace {
+
+using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
+// The table's vec_dot before the including file overrides it: used for the
+// part of a row that is not a whole number of steps (the element tail of
+// float rows; on AVX-512, an odd last 32-element block).
+VecDotFn g_fallback_vec_dot = nullptr;
+
+inline float F16(const uint16_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// K-quants: one step is a 256-element super-block, unpacked inside Acc (per
+// token); the tile still reads it from memory once.
+template <typename BlockW>
+struct KQuant {
+  static constexpr int64_t kBlock = kQK_K;
+  static constexpr int64_t kWBytes = sizeof(BlockW);
+  static constexpr int64_t kXBytes = sizeof(BlockQ8_K);
+  using X = const BlockQ8_K*;
+  using W = const BlockW*;
+  static X PrepX(const uint8_t* p) { return reinterpret_cast<X>(p); }
+  static W PrepW(const uint8_t* p) { return reinterpret_cast<W>(p); }
+};
+inline float LoadD(const BlockQ8_K* x) {
+  float d;
+  std::memcpy(&d, &x->d, 4);
+  return d;
+}
+// The 12 packed bytes of Q4_K / Q5_K -> 8 scales (bytes 0..7) and 8 mins
+// (bytes 8..15).
+inline void DecodeScalesK4(const uint8_t* scales, uint32_t out[4]) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[3];
+  std::memcpy(u, scales, 12);
+  out[0] = u[0] & kMask1;
+  out[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  out[2] = u[1] & kMask1;
+  out[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+}
+
+struct MatmulArgs {
+  float* out;
+  int64_t ldo;
+  const uint8_t* w;
+  int64_t w_row_bytes;
+  const uint8_t* x;
+  int64_t x_stride;
+  int64_t n_in;
+  DType wtype;
+};
+
+// The tile: R weight rows x C tokens, every weight step loaded once and used
+// against C activation steps.
+template <class I, typename T, int R, int C>
+void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
+  typename I::Acc acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = I::Zero();
+  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
+  const uint8_t* xrow = a.x + tok0 * a.x_stride;
+  const int64_t nb = a.n_in / T::kBlock;
+  for (int64_t b = 0; b < nb; ++b) {
+    typename T::X xs[C];
+    for (int c = 0; c < C; ++c) xs[c] = T::PrepX(xrow + c * a.x_stride + b * T::kXBytes);
+    for (int r = 0; r < R; ++r) {
+      const typename T::W ws = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
+      for (int c = 0; c < C; ++c) T::Acc(acc[r][c], ws, xs[c]);
+    }
+  }
+  const int64_t tail = a.n_in - nb * T::kBlock;
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      float v = I::HSum(acc[r][c]);
+      if (tail != 0) {
+        v += g_fallback_vec_dot(a.wtype, wrow + r * a.w_row_bytes + nb * T::kWBytes,
+                                xrow + c * a.x_stride + nb * T::kXBytes, tail);
+      }
+      a.out[(tok0 + c) * a.ldo + row0 + r] = v;
+    }
+  }
+}
+
+// Rows outer (a tile of rows stays in L1 while every token passes), tokens
+// inner in groups of 4 with I::kPrefillRows rows a tile, or (decode) 4 rows
+// against the one token.
+template <class I, typename T>
+void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  int64_t r = row_begin;
+  if (n_tokens == 1) {
+    for (; r + 4 <= row_end; r += 4) Tile<I, T, 4, 1>(a, r, 0);
+    for (; r < row_end; ++r) Tile<I, T, 1, 1>(a, r, 0);
+    return;
+  }
+  auto tokens = [&](auto rows_tag, int64_t row) {
+    constexpr int kR = decltype(rows_tag)::value;
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) Tile<I, T, kR, 4>(a, row, t);
+    for (; t + 2 <= n_tokens; t += 2) Tile<I, T, kR, 2>(a, row, t);
+    for (; t < n_tokens; ++t) Tile<I, T, kR, 1>(a, row, t);
+  };
+  constexpr int kRows = I::kPrefillRows;
+  for (; r + kRows <= row_end; r += kRows) tokens(std::integral_constant<int, kRows>{}, r);
+  for (; r < row_end; ++r) tokens(std::integral_constant<int, 1>{}, r);
+}
+
+template <class I, typename T>
+void MatmulAs(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
+              int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(w), RowBytes(wtype, n_in),
+                     static_cast<const uint8_t*>(x), x_stride, n_in, wtype};
+  Matmul<I, T>(a, n_tokens, row_begin, row_end);
+}
+
+// matmul_rows over the weight types Ts: the one whose kType is wtype runs.
+template <class I, typename... Ts>
+void MatmulRowsT(float* out, int64_t ldo, const void* w, DType wtype, int64_t n_in, const void* x,
+                 int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  // The type name is printed with %.*s rather than through a std::string,
+  // whose inline members would be emitted here as weak symbols under this
+  // file's ISA flags (see the top of this file).
+  ATRIUM_CHECK(n_in % Info(wtype).block_size == 0, "matmul_rows: n_in=%lld not a multiple of the %.*s block",
+               static_cast<long long>(n_in), static_cast<int>(DTypeName(wtype).size()), DTypeName(wtype).data());
+  const bool supported =
+      ((wtype == Ts::kType &&
+        (MatmulAs<I, Ts>(out, ldo, w, wtype, n_in, x, x_stride, n_tokens, row_begin, row_end), true)) ||
+       ...);
+  ATRIUM_CHECK(supported, "matmul_rows: unsupported weight type %.*s", static_cast<int>(DTypeName(wtype).size()),
+               DTypeName(wtype).data());
+}
+
+template <class I, typename... Ts>
+float VecDotT(DType wtype, const void* w, const void* x, int64_t n) {
+  float out = 0.0f;
+  MatmulRowsT<I, Ts...>(&out, 1, w, wtype, n, x, 0, 1, 0, 1);
+  return out;
+}
+
+// Sets vec_dot and matmul_rows of t to the ones over the weight types Ts,
+// keeping t's vec_dot as the fallback.
+template <class I, typename... Ts>
+void FillMatmul(CpuKernels& t) {
+  g_fallback_vec_dot = t.vec_dot;
+  t.vec_dot = VecDotT<I, Ts...>;
+  t.matmul_rows = MatmulRowsT<I, Ts...>;
+}
+
+}  // namespace
+}  // namespace atrium::kernels
