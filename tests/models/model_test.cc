@@ -95,6 +95,12 @@ struct Reference {
         q[t] = MatVec(Get(b + "attn_q.weight"), h);
         k[t] = MatVec(Get(b + "attn_k.weight"), h);
         v[t] = MatVec(Get(b + "attn_v.weight"), h);
+        if (c.has_qkv_bias) {
+          const Vec qb = Get(b + "attn_q.bias"), kb = Get(b + "attn_k.bias"), vb = Get(b + "attn_v.bias");
+          for (size_t i = 0; i < qb.size(); ++i) q[t][i] += qb[i];
+          for (size_t i = 0; i < kb.size(); ++i) k[t][i] += kb[i];
+          for (size_t i = 0; i < vb.size(); ++i) v[t][i] += vb[i];
+        }
         if (gemma) {
           for (int64_t hh = 0; hh < c.n_heads; ++hh) q[t] = Norm(q[t], Get(b + "attn_q_norm.weight"), hh * c.head_dim, c.head_dim);
           for (int64_t hh = 0; hh < c.n_kv_heads; ++hh) k[t] = Norm(k[t], Get(b + "attn_k_norm.weight"), hh * c.head_dim, c.head_dim);
@@ -177,6 +183,12 @@ TEST(ModelTest, LlamaUntiedOutputMatchesReference) {
   TinySpec s;
   s.tied = false;
   ExpectMatchesReference(s, 5);
+}
+
+TEST(ModelTest, Qwen2BiasesAndNeoxRopeMatchReference) {
+  TinySpec s;
+  s.arch = "qwen2";
+  ExpectMatchesReference(s, 9);
 }
 
 TEST(ModelTest, Gemma3MatchesIndependentReference) {

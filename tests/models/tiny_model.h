@@ -12,7 +12,7 @@
 namespace atrium::testing {
 
 struct TinySpec {
-  std::string arch = "llama";  // "llama" or "gemma3"
+  std::string arch = "llama";  // "llama", "qwen2" or "gemma3"
   int dim = 64;
   int n_layers = 2;
   int n_heads = 4;
@@ -83,6 +83,11 @@ inline gguf::GgufWriter TinyModelWriter(const TinySpec& s, const std::vector<std
     add(b + "ffn_gate.weight", {s.dim, s.ffn_dim}, s.matrix_type, ws);
     add(b + "ffn_up.weight", {s.dim, s.ffn_dim}, s.matrix_type, ws);
     add(b + "ffn_down.weight", {s.ffn_dim, s.dim}, s.matrix_type, 1.0f / std::sqrt(static_cast<float>(s.ffn_dim)));
+    if (s.arch == "qwen2") {
+      add(b + "attn_q.bias", {s.n_heads * s.head_dim}, DType::kF32, 0.5f);
+      add(b + "attn_k.bias", {s.n_kv_heads * s.head_dim}, DType::kF32, 0.5f);
+      add(b + "attn_v.bias", {s.n_kv_heads * s.head_dim}, DType::kF32, 0.5f);
+    }
     if (gemma) {
       add(b + "attn_q_norm.weight", {s.head_dim}, DType::kF32, 0.1f, 1.0f);
       add(b + "attn_k_norm.weight", {s.head_dim}, DType::kF32, 0.1f, 1.0f);
