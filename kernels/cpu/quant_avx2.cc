@@ -283,7 +283,7 @@ inline __m256i PackToI8(const __m256 v[4]) {
   const __m256i b = _mm256_packs_epi32(_mm256_cvtps_epi32(v[2]), _mm256_cvtps_epi32(v[3]));
   return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
-inline void StoreF16(uint16_t* p, float f) {
+inline void StoreF16(void* p, float f) {  // p may be misaligned
   const uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
   std::memcpy(p, &h, 2);
 }
@@ -292,7 +292,7 @@ inline void StoreF16(uint16_t* p, float f) {
 // q8_1 do it: id = 127 / amax, round half to even. (GGML's *_ref versions use
 // 1 / d and round half away; llama.cpp on x86 runs these, and we compare with it.)
 template <bool kSum>
-void QuantQ8Block(const float* x, uint16_t* d_out, uint16_t* s_out, int8_t* qs) {
+void QuantQ8Block(const float* x, void* d_out, void* s_out, int8_t* qs) {
   __m256 v[4];
   __m256 amax = _mm256_setzero_ps();
   for (int k = 0; k < 4; ++k) {

@@ -44,7 +44,7 @@ inline __m512i Join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 // Two f16 values -> [a x 8, b x 8].
-inline __m512 PairF16(const uint16_t* a, const uint16_t* b) {
+inline __m512 PairF16(const void* a, const void* b) {
   uint16_t ha, hb;
   std::memcpy(&ha, a, 2);
   std::memcpy(&hb, b, 2);

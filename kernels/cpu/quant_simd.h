@@ -36,7 +36,7 @@ using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
 // float rows; on AVX-512, an odd last 32-element block).
 VecDotFn g_fallback_vec_dot = nullptr;
 
-inline float F16(const uint16_t* p) {
+inline float F16(const void* p) {  // p may be misaligned (packed blocks)
   uint16_t h;
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);

@@ -18,12 +18,12 @@ namespace {
 
 // Blocks may sit at any byte address (tests offset them on purpose), so
 // multi-byte fields are read and written through memcpy.
-float LoadF16(const uint16_t* p) {
+float LoadF16(const void* p) {  // p may be misaligned (packed blocks)
   uint16_t h;
   std::memcpy(&h, p, 2);
   return F16ToF32(h);
 }
-void StoreF16(uint16_t* p, float f) {
+void StoreF16(void* p, float f) {
   const uint16_t h = F32ToF16(f);
   std::memcpy(p, &h, 2);
 }
@@ -176,7 +176,7 @@ void DequantQ6_K(float* y, const BlockQ6_K* b, int64_t nb) {
 }
 void DequantQ8_K(float* y, const BlockQ8_K* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
-    const float d = Load(&b[i].d);
+    const float d = b[i].d;
     for (int j = 0; j < kQK_K; ++j) y[j] = d * b[i].qs[j];
   }
 }
@@ -263,9 +263,9 @@ void QuantQ8_K(BlockQ8_K* y, const float* x, int64_t nb) {
     for (int g = 0; g < kQK_K / 16; ++g) {
       int sum = 0;
       for (int j = 0; j < 16; ++j) sum += y[i].qs[16 * g + j];
-      Store(&y[i].bsums[g], static_cast<int16_t>(sum));
+      y[i].bsums[g] = static_cast<int16_t>(sum);
     }
-    Store(&y[i].d, 1 / iscale);
+    y[i].d = 1 / iscale;
   }
 }
 // GGML's quantize_row_q4_0_ref (n_max 8) and q5_0 (n_max 16): the signed
@@ -324,7 +324,7 @@ void SubBlockScaleMin(const float* x, int n, int levels, float* scale, float* mi
 }
 // Q4_K (levels 15, no qh) and Q5_K (levels 31).
 template <int kLevels>
-void QuantKAffine(const float* x, uint16_t* d_f16, uint16_t* dmin_f16, uint8_t* scales, uint8_t* qs,
+void QuantKAffine(const float* x, void* d_f16, void* dmin_f16, uint8_t* scales, uint8_t* qs,
                   uint8_t* qh) {
   float sub_scale[8], sub_min[8], max_scale = 0.0f, max_min = 0.0f;
   for (int j = 0; j < 8; ++j) {
@@ -541,9 +541,9 @@ double DotQ4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
         dot += (j % 2 == 0 ? (q[l] & 0xF) : (q[l] >> 4)) * x[i].qs[32 * j + l];
       }
       sumi += sc * dot;
-      summ += m * (Load(&x[i].bsums[2 * j]) + Load(&x[i].bsums[2 * j + 1]));
+      summ += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
     }
-    const float dx = Load(&x[i].d);
+    const float dx = x[i].d;
     sum += dx * LoadF16(&w[i].d) * sumi - dx * LoadF16(&w[i].dmin) * summ;
   }
   return sum;
@@ -563,9 +563,9 @@ double DotQ5_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t nb) {
         dot += (lo | (hi << 4)) * x[i].qs[32 * j + l];
       }
       sumi += sc * dot;
-      summ += m * (Load(&x[i].bsums[2 * j]) + Load(&x[i].bsums[2 * j + 1]));
+      summ += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
     }
-    const float dx = Load(&x[i].d);
+    const float dx = x[i].d;
     sum += dx * LoadF16(&w[i].d) * sumi - dx * LoadF16(&w[i].dmin) * summ;
   }
   return sum;
@@ -577,7 +577,7 @@ double DotQ6_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t nb) {
     for (int e = 0; e < kQK_K; ++e) {
       sumi += w[i].scales[e / 16] * (Q6KValue(w[i], e) - 32) * x[i].qs[e];
     }
-    sum += Load(&x[i].d) * LoadF16(&w[i].d) * sumi;
+    sum += x[i].d * LoadF16(&w[i].d) * sumi;
   }
   return sum;
 }

@@ -37,7 +37,7 @@ std::vector<float> PermuteForGguf(const std::vector<float>& w, int n_heads, int 
 class HfModelTest : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/hf_model_test_" + std::to_string(static_cast<int>(GetParam()));
+    dir_ = ::testing::TempDir() + "/hf_checkpoint_test_" + std::to_string(static_cast<int>(GetParam()));
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
