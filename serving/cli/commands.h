@@ -28,8 +28,16 @@ struct GenerateFlags {
   bool seed_given = false;
 };
 
+struct BenchFlags {
+  std::string model;
+  int64_t prompt_tokens = 512;
+  int64_t gen_tokens = 128;
+  int repetitions = 3;
+};
+
 int RunModels(const CommonFlags& common, const ModelsFlags& flags);
 int RunGenerate(const CommonFlags& common, GenerateFlags flags);
 int RunChat(const CommonFlags& common, GenerateFlags flags);
+int RunBench(const CommonFlags& common, const BenchFlags& flags);
 
 }  // namespace atrium::cli

@@ -75,9 +75,25 @@ int main(int argc, char** argv) {
       "/reset starts over, /exit (or Ctrl-D) quits.");
   AddSamplingFlags(chat, chat_flags);
 
+  atrium::cli::BenchFlags bench_flags;
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "Measure single-request speed as JSON: prefill tokens/s (one prompt of --prompt-tokens),\n"
+      "decode tokens/s (--gen-tokens greedy tokens after a short prompt), time to first token,\n"
+      "peak RSS, and the bytes of weights read per token. Medians of --repetitions runs.\n"
+      "  atrium bench -m gemma-3-270m -t 2        (bench/compare.py runs it beside llama.cpp)");
+  bench->add_option("-m,--model", bench_flags.model, "Catalog name or path to a .gguf file");
+  bench->add_option("--prompt-tokens", bench_flags.prompt_tokens, "Prompt length for prefill")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--gen-tokens", bench_flags.gen_tokens, "Tokens to decode")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  bench->add_option("-r,--repetitions", bench_flags.repetitions, "Runs per measurement (median reported)")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+
   CLI11_PARSE(app, argc, argv);
   if (models->parsed()) return atrium::cli::RunModels(common, models_flags);
   if (generate->parsed()) return atrium::cli::RunGenerate(common, gen_flags);
   if (chat->parsed()) return atrium::cli::RunChat(common, chat_flags);
+  if (bench->parsed()) return atrium::cli::RunBench(common, bench_flags);
   return 2;
 }

@@ -136,6 +136,20 @@ TEST(CliTest, ErrorsSayWhatToDo) {
   EXPECT_EQ(r.exit_code, 1);
 }
 
+TEST(CliTest, BenchPrintsJson) {
+  ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
+  const CliRun r = Atrium("bench -m " + path + " --prompt-tokens 16 --gen-tokens 4 -r 1 -t 2");
+  ASSERT_EQ(r.exit_code, 0);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["prefill_tokens_per_second"].get<double>(), 0);
+  EXPECT_GT(j["decode_tokens_per_second"].get<double>(), 0);
+  EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(j["threads"], 2);
+  // Tied embeddings: every matrix is read once per token, the file is mostly that.
+  EXPECT_GT(j["weight_bytes_per_token"].get<double>(), 0.9 * j["model_file_bytes"].get<double>());
+  EXPECT_NE(Atrium("bench -m " + path + " --prompt-tokens 0").exit_code, 0);
+}
+
 TEST(CliTest, HelpTeaches) {
   const CliRun r = Atrium("generate --help");
   EXPECT_EQ(r.exit_code, 0);

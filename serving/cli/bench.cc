@@ -1,0 +1,121 @@
+// `atrium bench`: single-request speed of one model, as JSON, for bench/
+// scripts that put Atrium and its peers side by side. Never run as a test.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "models/catalog.h"
+#include "models/model.h"
+#include "models/tokenizer/tokenizer.h"
+#include "serving/cli/commands.h"
+
+namespace atrium::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// A prompt of exactly n tokens: ordinary English text, repeated.
+std::vector<int32_t> PromptOf(const Tokenizer& tok, int64_t n) {
+  const std::string text =
+      "The printing press changed how knowledge moved through Europe. Before it, books were copied by hand, "
+      "slowly and at great cost; after it, pamphlets, maps and scientific papers spread within weeks. ";
+  std::vector<int32_t> ids = tok.Encode("", true, false);
+  const std::vector<int32_t> chunk = tok.Encode(text, false, false);
+  while (static_cast<int64_t>(ids.size()) < n) ids.insert(ids.end(), chunk.begin(), chunk.end());
+  ids.resize(n);
+  return ids;
+}
+
+}  // namespace
+
+int RunBench(const CommonFlags& common, const BenchFlags& f) {
+  const auto t_load = Clock::now();
+  const Catalog catalog = Catalog::Scan(Catalog::SearchDirs(common.models_dir));
+  StatusOr<std::string> path = f.model.empty() ? catalog.DefaultModel() : catalog.Resolve(f.model);
+  if (!path.ok()) return std::fprintf(stderr, "atrium: %s\n", path.status().ToString().c_str()), 1;
+  StatusOr<std::unique_ptr<Model>> model = Model::Load(*path);
+  if (!model.ok()) return std::fprintf(stderr, "atrium: %s\n", model.status().ToString().c_str()), 1;
+  StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf((*model)->file());
+  if (!tok.ok()) return std::fprintf(stderr, "atrium: %s\n", tok.status().ToString().c_str()), 1;
+  const double load_seconds = Seconds(t_load);
+  Model& m = **model;
+  const int64_t n_vocab = m.config().n_vocab;
+  ops::Context ctx(common.threads);
+  const int64_t context = f.prompt_tokens + f.gen_tokens + 16;
+  Tensor logits = Tensor::Empty(DType::kF32, {1, n_vocab});
+  auto argmax = [&] {
+    const float* l = logits.data<float>();
+    return static_cast<int32_t>(std::max_element(l, l + n_vocab) - l);
+  };
+
+  // Prefill: the whole prompt in one forward, fresh cache each repetition.
+  const std::vector<int32_t> long_prompt = PromptOf(**tok, f.prompt_tokens);
+  std::vector<double> prefill_tps;
+  for (int r = 0; r < f.repetitions; ++r) {
+    auto kv = m.NewKvCache(context);
+    const auto t0 = Clock::now();
+    if (Status s = m.Forward(ctx, long_prompt.data(), f.prompt_tokens, *kv, logits, false); !s.ok()) {
+      return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+    }
+    prefill_tps.push_back(f.prompt_tokens / Seconds(t0));
+  }
+
+  // Decode: a short prompt, then gen_tokens greedy tokens (end-of-sequence ignored).
+  const std::vector<int32_t> short_prompt = PromptOf(**tok, 8);
+  std::vector<double> decode_tps, ttft_ms;
+  for (int r = 0; r < f.repetitions; ++r) {
+    auto kv = m.NewKvCache(context);
+    const auto t0 = Clock::now();
+    if (Status s = m.Forward(ctx, short_prompt.data(), 8, *kv, logits, false); !s.ok()) {
+      return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+    }
+    int32_t t = argmax();
+    ttft_ms.push_back(Seconds(t0) * 1e3);
+    const auto t1 = Clock::now();
+    for (int64_t i = 0; i < f.gen_tokens; ++i) {
+      if (Status s = m.Forward(ctx, &t, 1, *kv, logits, false); !s.ok()) {
+        return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+      }
+      t = argmax();
+    }
+    decode_tps.push_back(f.gen_tokens / Seconds(t1));
+  }
+
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  const auto kv = m.NewKvCache(context);
+  const nlohmann::json out = {
+      {"engine", "atrium"},
+      {"model", *path},
+      {"architecture", m.config().architecture},
+      {"threads", ctx.n_threads()},
+      {"kernels", kernels::Cpu().name},
+      {"prompt_tokens", f.prompt_tokens},
+      {"gen_tokens", f.gen_tokens},
+      {"repetitions", f.repetitions},
+      {"prefill_tokens_per_second", Median(prefill_tps)},
+      {"decode_tokens_per_second", Median(decode_tps)},
+      {"time_to_first_token_ms", Median(ttft_ms)},
+      {"prefill_runs", prefill_tps},
+      {"decode_runs", decode_tps},
+      {"load_seconds", load_seconds},
+      {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024},
+      {"model_file_bytes", m.file().size()},
+      {"weight_bytes_per_token", m.weight_bytes()},
+      {"kv_cache_bytes_reserved", kv->bytes()},
+  };
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace atrium::cli
