@@ -64,23 +64,22 @@ int32_t Sampler::Sample(float* logits, int32_t n_vocab) {
   }
   candidates_.resize(keep);
   // Probabilities at temperature 1 for the top-p and min-p filters (llama.cpp
-  // applies them before temperature scaling).
+  // applies them before temperature scaling), into probs_.
   auto softmax = [&](float temp) {
-    std::vector<double> p(candidates_.size());
+    probs_.resize(candidates_.size());
     double sum = 0;
-    for (size_t i = 0; i < p.size(); ++i) {
-      p[i] = std::exp(static_cast<double>(candidates_[i].first - candidates_[0].first) / temp);
-      sum += p[i];
+    for (size_t i = 0; i < probs_.size(); ++i) {
+      probs_[i] = std::exp(static_cast<double>(candidates_[i].first - candidates_[0].first) / temp);
+      sum += probs_[i];
     }
-    for (double& x : p) x /= sum;
-    return p;
+    for (double& x : probs_) x /= sum;
   };
   if (params_.top_p < 1.0f) {
-    const std::vector<double> p = softmax(1.0f);
+    softmax(1.0f);
     double cum = 0;
-    size_t n = p.size();
-    for (size_t i = 0; i < p.size(); ++i) {
-      cum += p[i];
+    size_t n = probs_.size();
+    for (size_t i = 0; i < probs_.size(); ++i) {
+      cum += probs_[i];
       if (cum >= params_.top_p) {
         n = i + 1;
         break;
@@ -89,14 +88,20 @@ int32_t Sampler::Sample(float* logits, int32_t n_vocab) {
     candidates_.resize(std::max<size_t>(n, 1));
   }
   if (params_.min_p > 0.0f) {
-    const std::vector<double> p = softmax(1.0f);
+    softmax(1.0f);
     size_t n = 1;
-    while (n < p.size() && p[n] >= params_.min_p * p[0]) ++n;
+    while (n < probs_.size() && probs_[n] >= params_.min_p * probs_[0]) ++n;
     candidates_.resize(n);
   }
-  const std::vector<double> p = softmax(params_.temperature);
-  std::discrete_distribution<size_t> dist(p.begin(), p.end());
-  return candidates_[dist(rng_)].second;
+  softmax(params_.temperature);
+  // Inverse-CDF draw: one uniform number, no distribution object to build.
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  double cum = 0;
+  for (size_t i = 0; i < probs_.size(); ++i) {
+    cum += probs_[i];
+    if (u < cum) return candidates_[i].second;
+  }
+  return candidates_.back().second;
 }
 
 }  // namespace atrium

@@ -5,8 +5,8 @@
 
 #include <cstdint>
 #include <random>
-#include <unordered_map>
 #include <deque>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/status.h"
@@ -44,7 +44,9 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;
-  std::vector<std::pair<float, int32_t>> candidates_;  // reused: no allocation per token
+  // Reused across calls: no allocation per token once warm.
+  std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<double> probs_;
 };
 
 }  // namespace atrium
