@@ -19,6 +19,9 @@
 
 #include <immintrin.h>
 
+#include <type_traits>
+#include <vector>
+
 #include <cstring>
 #include <string_view>
 #include <type_traits>
@@ -83,9 +86,9 @@ struct MatmulArgs {
 };
 
 // The tile: R weight rows x C tokens, every weight step loaded once and used
-// against C activation steps.
-template <class I, typename T, int R, int C>
-void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
+// against C activation steps. `weights(r, b)` gives row r's step b.
+template <class I, typename T, int R, int C, typename WeightSource>
+void TileFrom(const MatmulArgs& a, int64_t row0, int64_t tok0, const WeightSource& weights) {
   typename I::Acc acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = I::Zero();
@@ -96,9 +99,7 @@ void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
     typename T::X xs[C];
     for (int c = 0; c < C; ++c) xs[c] = T::PrepX(xrow + c * a.x_stride + b * T::kXBytes);
     for (int r = 0; r < R; ++r) {
-      // The next tile's rows follow these in memory: fetch them a tile ahead.
-      _mm_prefetch(reinterpret_cast<const char*>(wrow + (r + R) * a.w_row_bytes + b * T::kWBytes), _MM_HINT_T0);
-      const typename T::W ws = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
+      const typename T::W ws = weights(r, b);
       for (int c = 0; c < C; ++c) T::Acc(acc[r][c], ws, xs[c]);
     }
   }
@@ -115,6 +116,46 @@ void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
   }
 }
 
+// The tile reading its weights from memory.
+template <class I, typename T, int R, int C>
+void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
+  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
+  TileFrom<I, T, R, C>(a, row0, tok0, [&](int r, int64_t b) {
+    // The next tile's rows follow these in memory: fetch them a tile ahead.
+    // Without this, decode (4 interleaved row streams a thread) stalls on DRAM.
+    _mm_prefetch(reinterpret_cast<const char*>(wrow + (r + R) * a.w_row_bytes + b * T::kWBytes), _MM_HINT_T0);
+    return T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
+  });
+}
+
+// Prefill of types whose unpacked weight step is a value (the 32-element
+// quants, f16, bf16): a tile of rows is unpacked once into a thread-local
+// buffer (a few KB, stays in L1) and then every group of tokens reads it, so
+// bit-unpacking is paid once per row rather than once per 4 tokens.
+template <typename T>
+constexpr bool kCacheUnpacked = !std::is_pointer_v<typename T::W> && std::is_trivially_copyable_v<typename T::W>;
+
+template <class I, typename T, int R>
+void RowTileCached(const MatmulArgs& a, int64_t row0, int64_t n_tokens) {
+  const int64_t nb = a.n_in / T::kBlock;
+  // A type local to this internal function, so that std::vector's members
+  // are instantiated with internal linkage too (never shared across ISAs).
+  struct Step {
+    typename T::W w;
+  };
+  thread_local std::vector<Step> unpacked;
+  unpacked.resize(static_cast<size_t>(nb * R));
+  const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int r = 0; r < R; ++r) unpacked[b * R + r].w = T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
+  const Step* w = unpacked.data();
+  const auto from_cache = [w](int r, int64_t b) { return w[b * R + r].w; };
+  int64_t t = 0;
+  for (; t + 4 <= n_tokens; t += 4) TileFrom<I, T, R, 4>(a, row0, t, from_cache);
+  for (; t + 2 <= n_tokens; t += 2) TileFrom<I, T, R, 2>(a, row0, t, from_cache);
+  for (; t < n_tokens; ++t) TileFrom<I, T, R, 1>(a, row0, t, from_cache);
+}
+
 // Rows outer (a tile of rows stays in L1 while every token passes), tokens
 // inner in groups of 4 with I::kPrefillRows rows a tile, or (decode) 4 rows
 // against the one token.
@@ -128,6 +169,9 @@ void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t ro
   }
   auto tokens = [&](auto rows_tag, int64_t row) {
     constexpr int kR = decltype(rows_tag)::value;
+    if constexpr (kCacheUnpacked<T>) {
+      if (n_tokens >= 8) return RowTileCached<I, T, kR>(a, row, n_tokens);
+    }
     int64_t t = 0;
     for (; t + 4 <= n_tokens; t += 4) Tile<I, T, kR, 4>(a, row, t);
     for (; t + 2 <= n_tokens; t += 2) Tile<I, T, kR, 2>(a, row, t);
