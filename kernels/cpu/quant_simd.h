@@ -121,9 +121,11 @@ template <class I, typename T, int R, int C>
 void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
   const uint8_t* wrow = a.w + row0 * a.w_row_bytes;
   TileFrom<I, T, R, C>(a, row0, tok0, [&](int r, int64_t b) {
-    // The next tile's rows follow these in memory: fetch them a tile ahead.
-    // Without this, decode (4 interleaved row streams a thread) stalls on DRAM.
-    _mm_prefetch(reinterpret_cast<const char*>(wrow + (r + R) * a.w_row_bytes + b * T::kWBytes), _MM_HINT_T0);
+    // The following tiles' rows lie just after these: fetch two tiles ahead
+    // (one tile ahead was 8% slower on SmolLM2, four no faster). Without this,
+    // decode (R interleaved row streams a thread) stalls on DRAM. A prefetch
+    // past the end of the matrix is harmless: it never faults.
+    _mm_prefetch(reinterpret_cast<const char*>(wrow + (r + 2 * R) * a.w_row_bytes + b * T::kWBytes), _MM_HINT_T0);
     return T::PrepW(wrow + r * a.w_row_bytes + b * T::kWBytes);
   });
 }
