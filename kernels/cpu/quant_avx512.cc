@@ -159,8 +159,17 @@ inline __m512i SpreadIndex() {
   return _mm512_load_si512(idx);
 }
 
+// A K-quant super-block unpacked for the dot products: PrepW does the bit
+// work once per weight step, so prefill (which caches unpacked tiles, see
+// RowTileCached) pays it once per row instead of once per token.
+struct UnpackedQ45K {
+  __m512i q[4];      // 64 quants (0..31) a group, element order
+  __m512i scale[4];  // each 16-bit lane: the scale of its 32 elements
+  __m128i mins;      // the 8 mins, int16
+  float d, dmin;
+};
 template <bool kHasHigh, typename BlockW>
-inline void AccQ45K(__m512& acc, const BlockW* w, const BlockQ8_K* x) {
+inline UnpackedQ45K UnpackQ45K(const BlockW* w) {
   uint32_t sm[4];
   DecodeScalesK4(w->scales, sm);
   // 16-bit lanes 0..7: scales, 8..15: mins.
@@ -168,9 +177,9 @@ inline void AccQ45K(__m512& acc, const BlockW* w, const BlockQ8_K* x) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m512i hbits;
   if constexpr (kHasHigh) hbits = _mm512_broadcast_i64x4(Load256(w->qh));
-  __m512i sumi = _mm512_setzero_si512();
   const __m512i spread[4] = {SpreadIndex<0, 16>(), SpreadIndex<2, 16>(), SpreadIndex<4, 16>(),
                              SpreadIndex<6, 16>()};
+  UnpackedQ45K u;
   for (int p = 0; p < 4; ++p) {
     const __m256i q = Load256(w->qs + 32 * p);
     __m512i v = Join(_mm256_and_si256(q, low4), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
@@ -179,33 +188,55 @@ inline void AccQ45K(__m512& acc, const BlockW* w, const BlockQ8_K* x) {
                                _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1))));
       v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hbits, sel), v, _mm512_set1_epi8(16));
     }
-    const __m512i p16 = _mm512_maddubs_epi16(v, Load512(x->qs + 64 * p));
-    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_permutexvar_epi16(spread[p], sm16));
+    u.q[p] = v;
+    u.scale[p] = _mm512_permutexvar_epi16(spread[p], sm16);
+  }
+  u.mins = _mm256_extracti128_si256(_mm512_castsi512_si256(sm16), 1);
+  u.d = F16(&w->d);
+  u.dmin = F16(&w->dmin);
+  return u;
+}
+inline void AccQ45K(__m512& acc, const UnpackedQ45K& w, const BlockQ8_K* x) {
+  __m512i sumi = _mm512_setzero_si512();
+  for (int p = 0; p < 4; ++p) {
+    const __m512i p16 = _mm512_maddubs_epi16(w.q[p], Load512(x->qs + 64 * p));
+    sumi = _mm512_dpwssd_epi32(sumi, p16, w.scale[p]);
   }
   // Mins against the activation sums of each 32 (pairs of bsums).
   const __m256i bsums = Load256(x->bsums);
   const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-  const __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(_mm512_castsi512_si256(sm16), 1), pairs);
+  const __m128i mins = _mm_madd_epi16(w.mins, pairs);
   const float dx = LoadD(x);
-  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dx * F16(&w->d)), acc);
-  acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * F16(&w->dmin)), acc);
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dx * w.d), acc);
+  acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * w.dmin), acc);
 }
 struct Q4_K : KQuant<BlockQ4_K> {
   static constexpr DType kType = DType::kQ4_K;
-  static void Acc(__m512& acc, W w, X x) { AccQ45K<false>(acc, w, x); }
+  using W = UnpackedQ45K;
+  static W PrepW(const uint8_t* p) { return UnpackQ45K<false>(reinterpret_cast<const BlockQ4_K*>(p)); }
+  static void Acc(__m512& acc, const W& w, X x) { AccQ45K(acc, w, x); }
 };
 struct Q5_K : KQuant<BlockQ5_K> {
   static constexpr DType kType = DType::kQ5_K;
-  static void Acc(__m512& acc, W w, X x) { AccQ45K<true>(acc, w, x); }
+  using W = UnpackedQ45K;
+  static W PrepW(const uint8_t* p) { return UnpackQ45K<true>(reinterpret_cast<const BlockQ5_K*>(p)); }
+  static void Acc(__m512& acc, const W& w, X x) { AccQ45K(acc, w, x); }
+};
+
+struct UnpackedQ6K {
+  __m512i q[4];      // 64 quants (0..63) a group: elements 0-63, 64-127, 128-191, 192-255
+  __m512i scale[4];  // each 16-bit lane: the scale of its 16 elements
+  __m256i scales16;  // the 16 scales, int16 (for the -32 bias)
+  float d;
 };
 struct Q6_K : KQuant<BlockQ6_K> {
   static constexpr DType kType = DType::kQ6_K;
-  static void Acc(__m512& acc, W w, X x) {
-    const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(w->scales));
-    // The -32 of every q, folded in with the activation sums of each 16.
-    const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(Load256(x->bsums), sc16), 5);
-    __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), bias));
-    const __m512i scz = _mm512_castsi256_si512(sc16);
+  using W = UnpackedQ6K;
+  static W PrepW(const uint8_t* p) {
+    const auto* w = reinterpret_cast<const BlockQ6_K*>(p);
+    UnpackedQ6K u;
+    u.scales16 = _mm256_cvtepi8_epi16(Load128(w->scales));
+    const __m512i scz = _mm512_castsi256_si512(u.scales16);
     const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x03);
     const __m512i shift_a = Join(_mm256_set1_epi16(0), _mm256_set1_epi16(2));
     const __m512i shift_b = Join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
@@ -216,16 +247,28 @@ struct Q6_K : KQuant<BlockQ6_K> {
       const __m512i qh = _mm512_broadcast_i64x4(Load256(w->qh + 32 * h));
       // Elements 0..63 of this half: low nibbles of ql, qh bits 0-1 / 2-3.
       const __m512i ha = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_a), two);
-      const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(ha, 4));
+      u.q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(ha, 4));
       // Elements 64..127: high nibbles, qh bits 4-5 / 6-7.
       const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_b), two);
-      const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_slli_epi16(hb, 4));
-      const __m512i pa = _mm512_maddubs_epi16(qa, Load512(x->qs + 128 * h));
-      const __m512i pb = _mm512_maddubs_epi16(qb, Load512(x->qs + 128 * h + 64));
-      sumi = _mm512_dpwssd_epi32(sumi, pa, _mm512_permutexvar_epi16(spread[2 * h], scz));
-      sumi = _mm512_dpwssd_epi32(sumi, pb, _mm512_permutexvar_epi16(spread[2 * h + 1], scz));
+      u.q[2 * h + 1] =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_slli_epi16(hb, 4));
+      u.scale[2 * h] = _mm512_permutexvar_epi16(spread[2 * h], scz);
+      u.scale[2 * h + 1] = _mm512_permutexvar_epi16(spread[2 * h + 1], scz);
     }
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(LoadD(x) * F16(&w->d)), acc);
+    u.d = F16(&w->d);
+    return u;
+  }
+  static void Acc(__m512& acc, const W& w, X x) {
+    // The -32 of every q, folded in with the activation sums of each 16.
+    const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(Load256(x->bsums), w.scales16), 5);
+    __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), bias));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i pa = _mm512_maddubs_epi16(w.q[2 * h], Load512(x->qs + 128 * h));
+      const __m512i pb = _mm512_maddubs_epi16(w.q[2 * h + 1], Load512(x->qs + 128 * h + 64));
+      sumi = _mm512_dpwssd_epi32(sumi, pa, w.scale[2 * h]);
+      sumi = _mm512_dpwssd_epi32(sumi, pb, w.scale[2 * h + 1]);
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(LoadD(x) * w.d), acc);
   }
 };
 
