@@ -260,6 +260,8 @@ struct BF16 : FloatW<2> {
 struct Isa {
   using Acc = __m256;
   static constexpr int kPrefillRows = 2;
+  static constexpr int kCachedRows = 2;
+  static constexpr int kCachedTokens = 4;
   static __m256 Zero() { return _mm256_setzero_ps(); }
   static float HSum(__m256 v) { return avx2::HSum(v); }
 };

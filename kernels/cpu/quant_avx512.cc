@@ -304,6 +304,8 @@ struct BF16 : FloatW<2> {
 struct Isa {
   using Acc = __m512;
   static constexpr int kPrefillRows = 4;
+  static constexpr int kCachedRows = 8;
+  static constexpr int kCachedTokens = 2;
   static __m512 Zero() { return _mm512_setzero_ps(); }
   static float HSum(__m512 v) { return avx512::HSum(v); }
 };

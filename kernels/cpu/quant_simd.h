@@ -9,7 +9,10 @@
 // AVX2 table. That includes g_fallback_vec_dot, one per including file.
 //
 // I provides: Acc (the accumulator vector), Zero(), HSum(Acc), and
-// kPrefillRows (weight rows per tile when there is more than one token).
+// kPrefillRows (weight rows per tile when there is more than one token), and
+// kCachedRows x kCachedTokens (the tile when prefill reads unpacked weights
+// from L1: more rows share each activation step, whose preparation is then
+// the larger cost).
 // A weight type T provides: kType (its DType); kBlock (elements per step);
 // kWBytes, kXBytes (bytes of a weight row, of an activation row per step);
 // X, PrepX (what an activation step contributes, loaded once per token);
@@ -137,7 +140,7 @@ void Tile(const MatmulArgs& a, int64_t row0, int64_t tok0) {
 template <typename T>
 constexpr bool kCacheUnpacked = !std::is_pointer_v<typename T::W> && std::is_trivially_copyable_v<typename T::W>;
 
-template <class I, typename T, int R>
+template <class I, typename T, int R, int C>
 void RowTileCached(const MatmulArgs& a, int64_t row0, int64_t n_tokens) {
   const int64_t nb = a.n_in / T::kBlock;
   // A type local to this internal function, so that std::vector's members
@@ -153,8 +156,7 @@ void RowTileCached(const MatmulArgs& a, int64_t row0, int64_t n_tokens) {
   const Step* w = unpacked.data();
   const auto from_cache = [w](int r, int64_t b) { return w[b * R + r].w; };
   int64_t t = 0;
-  for (; t + 4 <= n_tokens; t += 4) TileFrom<I, T, R, 4>(a, row0, t, from_cache);
-  for (; t + 2 <= n_tokens; t += 2) TileFrom<I, T, R, 2>(a, row0, t, from_cache);
+  for (; t + C <= n_tokens; t += C) TileFrom<I, T, R, C>(a, row0, t, from_cache);
   for (; t < n_tokens; ++t) TileFrom<I, T, R, 1>(a, row0, t, from_cache);
 }
 
@@ -169,11 +171,16 @@ void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t ro
     for (; r < row_end; ++r) Tile<I, T, 1, 1>(a, r, 0);
     return;
   }
+  if constexpr (kCacheUnpacked<T>) {
+    if (n_tokens >= 8) {
+      constexpr int kR = I::kCachedRows, kC = I::kCachedTokens;
+      for (; r + kR <= row_end; r += kR) RowTileCached<I, T, kR, kC>(a, r, n_tokens);
+      for (; r < row_end; ++r) RowTileCached<I, T, 1, kC>(a, r, n_tokens);
+      return;
+    }
+  }
   auto tokens = [&](auto rows_tag, int64_t row) {
     constexpr int kR = decltype(rows_tag)::value;
-    if constexpr (kCacheUnpacked<T>) {
-      if (n_tokens >= 8) return RowTileCached<I, T, kR>(a, row, n_tokens);
-    }
     int64_t t = 0;
     for (; t + 4 <= n_tokens; t += 4) Tile<I, T, kR, 4>(a, row, t);
     for (; t + 2 <= n_tokens; t += 2) Tile<I, T, kR, 2>(a, row, t);
