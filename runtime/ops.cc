@@ -1,6 +1,7 @@
 #include "runtime/ops.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace atrium::ops {
 namespace {
@@ -147,18 +148,31 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const
   const int64_t n_tokens = q.rows();
   float* od = out.mutable_data<float>();
   const float* qd = q.data<float>();
-  // Split by head, and by token blocks for long prompts, so both threads work.
+  // Work units: (head range, token range). The kernel reads K and V once for
+  // all query heads that share a KV head, so a unit takes the whole group,
+  // unless there are too few groups to keep the threads busy (decode with
+  // one KV head), where single heads are split out instead. Long prompts are
+  // also cut into token ranges of equal causal work: a query at position p
+  // reads p keys, so range i ends at n * sqrt((i + 1) / blocks).
+  const int64_t group = s.n_heads / s.n_kv_heads;
   const int64_t token_blocks = n_tokens >= 64 ? ctx.n_threads() : 1;
-  const int64_t units = s.n_heads * token_blocks;
-  ctx.pool().ParallelFor(units, 1, [&](int64_t b, int64_t e, int thread) {
+  const bool whole_groups = s.n_kv_heads * token_blocks >= ctx.n_threads() || group == 1;
+  const int64_t head_units = whole_groups ? s.n_kv_heads : s.n_heads;
+  const int64_t heads_per_unit = whole_groups ? group : 1;
+  auto token_edge = [&](int64_t i) {
+    return i >= token_blocks ? n_tokens
+                             : static_cast<int64_t>(static_cast<double>(n_tokens) *
+                                                    std::sqrt(static_cast<double>(i) / token_blocks));
+  };
+  ctx.pool().ParallelFor(head_units * token_blocks, 1, [&](int64_t b, int64_t e, int thread) {
     float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(n_kv));
     for (int64_t u = b; u < e; ++u) {
-      const int64_t h = u / token_blocks, tb = u % token_blocks;
-      const int64_t t0 = n_tokens * tb / token_blocks, t1 = n_tokens * (tb + 1) / token_blocks;
+      const int64_t h0 = (u / token_blocks) * heads_per_unit, tb = u % token_blocks;
+      const int64_t t0 = token_edge(tb), t1 = token_edge(tb + 1);
       if (t0 == t1) continue;
       kt.attention(od + t0 * out.cols(), out.cols(), qd + t0 * q.cols(), q.cols(), k, v, kv_stride,
                    t1 - t0, q_pos0 + t0, n_kv, s.n_heads, s.n_kv_heads, s.head_dim, s.scale,
-                   s.softcap, s.window, h, h + 1, scratch);
+                   s.softcap, s.window, h0, h0 + heads_per_unit, scratch);
     }
   });
 }
