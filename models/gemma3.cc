@@ -29,9 +29,7 @@ void Gemma3Forward(const ForwardArgs& args) {
     Tensor v = Tensor::Wrap(DType::kF32, {n, c.v_dim()}, v_cache + pos0 * c.v_dim());
 
     ops::RmsNorm(ctx, h, x, &lw.attn_norm, c.rms_eps);
-    ops::MatMul(ctx, q, h, lw.attn_q);
-    ops::MatMul(ctx, k, h, lw.attn_k);
-    ops::MatMul(ctx, v, h, lw.attn_v);
+    ops::MatMulShared(ctx, h, {{&q, &lw.attn_q}, {&k, &lw.attn_k}, {&v, &lw.attn_v}});
     // Per-head norms: viewed as [n * heads, head_dim] rows.
     ops::RmsNorm(ctx, q, q, &lw.attn_q_norm, c.rms_eps);
     ops::RmsNorm(ctx, k, k, &lw.attn_k_norm, c.rms_eps);
@@ -46,8 +44,7 @@ void Gemma3Forward(const ForwardArgs& args) {
     ops::Add(ctx, x, x, o);
 
     ops::RmsNorm(ctx, h, x, &lw.ffn_norm, c.rms_eps);
-    ops::MatMul(ctx, gate, h, lw.ffn_gate);
-    ops::MatMul(ctx, up, h, lw.ffn_up);
+    ops::MatMulShared(ctx, h, {{&gate, &lw.ffn_gate}, {&up, &lw.ffn_up}});
     ops::GeluTanhMul(ctx, gate, gate, up);
     ops::MatMul(ctx, o, gate, lw.ffn_down);
     ops::RmsNorm(ctx, o, o, &lw.ffn_post_norm, c.rms_eps);

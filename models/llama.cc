@@ -36,9 +36,7 @@ void LlamaForward(const ForwardArgs& args) {
     Tensor v = Tensor::Wrap(DType::kF32, {n, c.v_dim()}, v_cache + pos0 * c.v_dim());
 
     ops::RmsNorm(ctx, h, x, &lw.attn_norm, c.rms_eps);
-    ops::MatMul(ctx, q, h, lw.attn_q);
-    ops::MatMul(ctx, k, h, lw.attn_k);
-    ops::MatMul(ctx, v, h, lw.attn_v);
+    ops::MatMulShared(ctx, h, {{&q, &lw.attn_q}, {&k, &lw.attn_k}, {&v, &lw.attn_v}});
     if (c.has_qkv_bias) {
       AddBias(ctx, q, lw.attn_q_bias);
       AddBias(ctx, k, lw.attn_k_bias);
@@ -51,8 +49,7 @@ void LlamaForward(const ForwardArgs& args) {
     ops::Add(ctx, x, x, o);
 
     ops::RmsNorm(ctx, h, x, &lw.ffn_norm, c.rms_eps);
-    ops::MatMul(ctx, gate, h, lw.ffn_gate);
-    ops::MatMul(ctx, up, h, lw.ffn_up);
+    ops::MatMulShared(ctx, h, {{&gate, &lw.ffn_gate}, {&up, &lw.ffn_up}});
     ops::SiluMul(ctx, gate, gate, up);
     ops::MatMul(ctx, o, gate, lw.ffn_down);
     ops::Add(ctx, x, x, o);

@@ -54,16 +54,30 @@ float* Context::ThreadScratch(int thread, size_t n_floats) {
   return s.data();
 }
 
-void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w) {
-  CheckF32(out, "matmul out");
+void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w) { MatMulShared(ctx, x, {{&out, &w}}); }
+
+void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets) {
   CheckF32(x, "matmul x");
-  ATRIUM_CHECK(w.ndim() == 2 && w.contiguous(), "matmul weight must be 2-D, is %s", w.ShapeString().c_str());
-  const int64_t n_tokens = x.rows(), n_in = x.cols(), n_out = w.dim(0);
-  ATRIUM_CHECK(w.dim(1) == n_in && out.rows() == n_tokens && out.cols() == n_out,
-               "matmul shapes: out %s = x %s . w %s^T", out.ShapeString().c_str(),
-               x.ShapeString().c_str(), w.ShapeString().c_str());
+  const int64_t n_tokens = x.rows(), n_in = x.cols();
+  ATRIUM_CHECK(targets.size() > 0, "matmul without a weight");
+  const DType partner = kernels::DotPartner(targets.begin()->w->dtype());
+  int64_t total_rows = 0;
+  for (const MatMulTarget& t : targets) {
+    CheckF32(*t.out, "matmul out");
+    ATRIUM_CHECK(t.w->ndim() == 2 && t.w->contiguous(), "matmul weight must be 2-D, is %s", t.w->ShapeString().c_str());
+    ATRIUM_CHECK(t.w->dim(1) == n_in && t.out->rows() == n_tokens && t.out->cols() == t.w->dim(0),
+                 "matmul shapes: out %s = x %s . w %s^T", t.out->ShapeString().c_str(), x.ShapeString().c_str(),
+                 t.w->ShapeString().c_str());
+    total_rows += t.w->dim(0);
+  }
+  // Weights that want their input in different forms run one by one.
+  for (const MatMulTarget& t : targets) {
+    if (kernels::DotPartner(t.w->dtype()) != partner) {
+      for (const MatMulTarget& one : targets) MatMulShared(ctx, x, {one});
+      return;
+    }
+  }
   const kernels::CpuKernels& k = CpuOrDie(ctx);
-  const DType partner = kernels::DotPartner(w.dtype());
   const void* xq = x.raw();
   int64_t xq_stride = x.row_bytes();
   if (partner != DType::kF32) {
@@ -80,11 +94,18 @@ void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w) {
     }
     xq = buf;
   }
-  float* o = out.mutable_data<float>();
-  const void* wd = w.raw();
-  const DType wt = w.dtype();
-  ctx.pool().ParallelFor(n_out, 16, [&](int64_t b, int64_t e, int) {
-    k.matmul_rows(o, n_out, wd, wt, n_in, xq, xq_stride, n_tokens, b, e);
+  // Rows of all targets, end to end; a thread's range may span two targets.
+  ctx.pool().ParallelFor(total_rows, 16, [&](int64_t b, int64_t e, int) {
+    int64_t first = 0;
+    for (const MatMulTarget& t : targets) {
+      const int64_t n_out = t.w->dim(0);
+      const int64_t lo = std::max(b, first) - first, hi = std::min(e, first + n_out) - first;
+      if (lo < hi) {
+        k.matmul_rows(t.out->mutable_data<float>(), n_out, t.w->raw(), t.w->dtype(), n_in, xq, xq_stride,
+                      n_tokens, lo, hi);
+      }
+      first += n_out;
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -37,6 +38,15 @@ class Context {
 
 // out [n_tokens, n_out] f32 = x [n_tokens, n_in] f32 . w [n_out, n_in]^T (w any weight dtype).
 void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w);
+
+// Several products of one input (q, k and v; gate and up): x is quantized
+// once and all their rows run in one parallel pass, one hand-off to the
+// threads instead of one each. out_i = x . w_i^T.
+struct MatMulTarget {
+  Tensor* out;
+  const Tensor* w;
+};
+void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets);
 // out [n, dim] f32 = rows ids[0..n) of table [n_vocab, dim] (any dtype), dequantized.
 void Embed(Context& ctx, Tensor& out, const Tensor& table, const int32_t* ids, int64_t n);
 // Each row of x normalized (row length = w's length); out may alias x. w may be null.
