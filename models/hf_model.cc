@@ -143,9 +143,7 @@ StatusOr<std::unique_ptr<Model>> Model::LoadHf(const std::string& dir, const Loa
     }
   });
   RETURN_IF_ERROR(status);
-  const bool tied = !m->weights_.output.defined();
-  if (tied) m->weights_.output = m->weights_.token_embd;
-  m->weight_bytes_ = total - (tied ? 0 : static_cast<uint64_t>(m->weights_.token_embd.nbytes()));
+  m->TieAndCount(total);
   if (options.progress) options.progress(total, total);
   return m;
 }

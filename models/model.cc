@@ -106,27 +106,30 @@ Status Model::Bind(const LoadOptions& options) {
     used.push_back(t);
   });
   RETURN_IF_ERROR(status);
-  const bool tied = !weights_.output.defined();
-  if (tied) weights_.output = weights_.token_embd;
-
   uint64_t total = 0;
   for (const gguf::TensorInfo* t : used) total += t->n_bytes;
-  // A decode step reads every matrix once; the embedding table is read in
-  // full only when it doubles as the output matrix (else one row).
-  weight_bytes_ = total - (tied ? 0 : static_cast<uint64_t>(weights_.token_embd.nbytes()));
+  TieAndCount(total);
   if (options.prefetch) {
-    // Touch one byte per page, in file order, reporting progress.
+    // Touch one byte per page, in file order, reporting progress per tensor
+    // (the progress bar limits how often it redraws).
     uint64_t done = 0;
     volatile uint8_t sink = 0;
-    constexpr uint64_t kChunk = 8 << 20;
     for (const gguf::TensorInfo* t : used) {
       for (uint64_t off = 0; off < t->n_bytes; off += 4096) sink ^= t->data[off];
       done += t->n_bytes;
-      if (options.progress && (done % kChunk < t->n_bytes || done == total)) options.progress(done, total);
+      if (options.progress) options.progress(done, total);
     }
     (void)sink;
   }
   return OkStatus();
+}
+
+void Model::TieAndCount(uint64_t bytes_read) {
+  const bool tied = !weights_.output.defined();
+  if (tied) weights_.output = weights_.token_embd;
+  // A decode step reads every matrix once; the embedding table is read in
+  // full only when it doubles as the output matrix (else one row).
+  weight_bytes_ = bytes_read - (tied ? 0 : static_cast<uint64_t>(weights_.token_embd.nbytes()));
 }
 
 std::unique_ptr<KvCache> Model::NewKvCache(int64_t capacity) const {

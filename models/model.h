@@ -86,6 +86,9 @@ class Model {
  private:
   Model() = default;
   Status Bind(const LoadOptions& options);
+  // After binding: an absent output matrix is the embedding table (tied), and
+  // weight_bytes_ is set from the bytes of the bound tensors.
+  void TieAndCount(uint64_t bytes_read);
 
   ModelConfig config_;
   Weights weights_;

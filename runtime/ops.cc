@@ -36,6 +36,17 @@ void Elementwise(Context& ctx, int64_t n, Fn&& fn) {
   ctx.pool().ParallelFor(n, 64, [&](int64_t b, int64_t e, int) { fn(b, e); });
 }
 
+// Runs fn over whole rows [0, rows), split across threads when there is
+// enough work in all and at least two rows a thread.
+template <typename Fn>
+void ByRows(Context& ctx, int64_t rows, int64_t row_len, Fn&& fn) {
+  if (rows < 2 * ctx.n_threads() || rows * row_len < kParallelElementwise) {
+    fn(0, rows);
+    return;
+  }
+  ctx.pool().ParallelFor(rows, 1, [&](int64_t b, int64_t e, int) { fn(b, e); });
+}
+
 }  // namespace
 
 Context::Context(int n_threads, Device device)
@@ -132,10 +143,7 @@ void RmsNorm(Context& ctx, Tensor& out, const Tensor& x, const Tensor* w, float 
   const float* wd = w != nullptr ? w->data<float>() : nullptr;
   const float* xd = x.data<float>();
   float* od = out.mutable_data<float>();
-  Elementwise(ctx, rows * dim, [&](int64_t b, int64_t e) {
-    const int64_t rb = b / dim, re = e == rows * dim ? rows : e / dim;
-    if (re > rb) k.rms_norm(od + rb * dim, xd + rb * dim, wd, eps, re - rb, dim);
-  });
+  ByRows(ctx, rows, dim, [&](int64_t b, int64_t e) { k.rms_norm(od + b * dim, xd + b * dim, wd, eps, e - b, dim); });
 }
 
 void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int32_t* pos,
@@ -147,14 +155,9 @@ void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int3
   const kernels::CpuKernels& k = CpuOrDie(ctx);
   float* xd = x.mutable_data<float>();
   const int64_t n_tokens = x.rows(), cols = x.cols();
-  auto run = [&](int64_t b, int64_t e) {
+  ByRows(ctx, n_tokens, cols, [&](int64_t b, int64_t e) {
     k.rope(xd + b * cols, e - b, n_heads, head_dim, cols, pos + b, rot_dim, freq_base, freq_scale, layout);
-  };
-  if (n_tokens >= 2 * ctx.n_threads() && n_tokens * cols >= kParallelElementwise) {
-    ctx.pool().ParallelFor(n_tokens, 1, [&](int64_t b, int64_t e, int) { run(b, e); });
-  } else {
-    run(0, n_tokens);
-  }
+  });
 }
 
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,

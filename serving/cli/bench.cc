@@ -8,7 +8,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/catalog.h"
 #include "models/model.h"
 #include "models/tokenizer/tokenizer.h"
 #include "serving/cli/commands.h"
@@ -39,16 +38,10 @@ std::vector<int32_t> PromptOf(const Tokenizer& tok, int64_t n) {
 }  // namespace
 
 int RunBench(const CommonFlags& common, const BenchFlags& f) {
-  const auto t_load = Clock::now();
-  const Catalog catalog = Catalog::Scan(Catalog::SearchDirs(common.models_dir));
-  StatusOr<std::string> path = f.model.empty() ? catalog.DefaultModel() : catalog.Resolve(f.model);
-  if (!path.ok()) return std::fprintf(stderr, "atrium: %s\n", path.status().ToString().c_str()), 1;
-  StatusOr<std::unique_ptr<Model>> model = Model::Load(*path);
-  if (!model.ok()) return std::fprintf(stderr, "atrium: %s\n", model.status().ToString().c_str()), 1;
-  StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf((*model)->file());
-  if (!tok.ok()) return std::fprintf(stderr, "atrium: %s\n", tok.status().ToString().c_str()), 1;
-  const double load_seconds = Seconds(t_load);
-  Model& m = **model;
+  StatusOr<Loaded> loaded = LoadModel(common, f.model);
+  if (!loaded.ok()) return Fail(loaded.status());
+  Model& m = *loaded->model;
+  const Tokenizer& tok = *loaded->tokenizer;
   const int64_t n_vocab = m.config().n_vocab;
   ops::Context ctx(common.threads);
   const int64_t context = f.prompt_tokens + f.gen_tokens + 16;
@@ -59,32 +52,34 @@ int RunBench(const CommonFlags& common, const BenchFlags& f) {
   };
 
   // Prefill: the whole prompt in one forward, fresh cache each repetition.
-  const std::vector<int32_t> long_prompt = PromptOf(**tok, f.prompt_tokens);
+  const std::vector<int32_t> long_prompt = PromptOf(tok, f.prompt_tokens);
   std::vector<double> prefill_tps;
   for (int r = 0; r < f.repetitions; ++r) {
     auto kv = m.NewKvCache(context);
     const auto t0 = Clock::now();
     if (Status s = m.Forward(ctx, long_prompt.data(), f.prompt_tokens, *kv, logits, false); !s.ok()) {
-      return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+      return Fail(s);
     }
     prefill_tps.push_back(f.prompt_tokens / Seconds(t0));
   }
 
   // Decode: a short prompt, then gen_tokens greedy tokens (end-of-sequence ignored).
-  const std::vector<int32_t> short_prompt = PromptOf(**tok, 8);
+  const std::vector<int32_t> short_prompt = PromptOf(tok, 8);
   std::vector<double> decode_tps, ttft_ms;
+  int64_t kv_bytes = 0;
   for (int r = 0; r < f.repetitions; ++r) {
     auto kv = m.NewKvCache(context);
+    kv_bytes = kv->bytes();
     const auto t0 = Clock::now();
     if (Status s = m.Forward(ctx, short_prompt.data(), 8, *kv, logits, false); !s.ok()) {
-      return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+      return Fail(s);
     }
     int32_t t = argmax();
     ttft_ms.push_back(Seconds(t0) * 1e3);
     const auto t1 = Clock::now();
     for (int64_t i = 0; i < f.gen_tokens; ++i) {
       if (Status s = m.Forward(ctx, &t, 1, *kv, logits, false); !s.ok()) {
-        return std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str()), 1;
+        return Fail(s);
       }
       t = argmax();
     }
@@ -93,10 +88,9 @@ int RunBench(const CommonFlags& common, const BenchFlags& f) {
 
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);
-  const auto kv = m.NewKvCache(context);
   const nlohmann::json out = {
       {"engine", "atrium"},
-      {"model", *path},
+      {"model", loaded->path},
       {"architecture", m.config().architecture},
       {"threads", ctx.n_threads()},
       {"kernels", kernels::Cpu().name},
@@ -108,11 +102,11 @@ int RunBench(const CommonFlags& common, const BenchFlags& f) {
       {"time_to_first_token_ms", Median(ttft_ms)},
       {"prefill_runs", prefill_tps},
       {"decode_runs", decode_tps},
-      {"load_seconds", load_seconds},
+      {"load_seconds", loaded->load_seconds},
       {"peak_rss_bytes", static_cast<int64_t>(usage.ru_maxrss) * 1024},
       {"model_file_bytes", m.file().size()},
       {"weight_bytes_per_token", m.weight_bytes()},
-      {"kv_cache_bytes_reserved", kv->bytes()},
+      {"kv_cache_bytes_reserved", kv_bytes},  // pages are touched only as used
   };
   std::printf("%s\n", out.dump(2).c_str());
   return 0;

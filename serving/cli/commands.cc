@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -17,46 +18,19 @@
 namespace atrium::cli {
 namespace {
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str());
-  return 1;
-}
-
 std::string HumanCount(int64_t n) {
   if (n >= 1000000000) return StrFormat("%.2fB", n / 1e9);
   if (n >= 1000000) return StrFormat("%.1fM", n / 1e6);
   return StrFormat("%.1fK", n / 1e3);
 }
 
-struct Loaded {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::string path;
-  double load_seconds = 0;
-};
-
-StatusOr<Loaded> LoadModel(const CommonFlags& common, const std::string& name) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const Catalog catalog = Catalog::Scan(Catalog::SearchDirs(common.models_dir));
-  Loaded l;
-  if (name.empty()) {
-    ASSIGN_OR_RETURN(l.path, catalog.DefaultModel());
-  } else {
-    ASSIGN_OR_RETURN(l.path, catalog.Resolve(name));
-  }
-  ProgressBar bar("loading " + l.path.substr(l.path.find_last_of('/') + 1), "MB", 1e6);
-  LoadOptions options;
-  options.progress = [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); };
-  ASSIGN_OR_RETURN(l.model, Model::Load(l.path, options));
-  bar.Finish();
-  if (!l.model->has_gguf()) {
-    return Unimplemented(StrFormat("%s is a HF checkpoint directory; the CLI reads the tokenizer from a GGUF file, "
-                                   "so convert it first (llama.cpp's convert_hf_to_gguf.py)", l.path.c_str()));
-  }
-  ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
-  l.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return l;
+// Streams generated text to stdout as it arrives.
+bool ToStdout(std::string_view delta) {
+  std::fwrite(delta.data(), 1, delta.size(), stdout);
+  std::fflush(stdout);
+  return true;
 }
+
 
 // Text -> prompt ids: plain text, or one user turn in the chat template.
 StatusOr<std::vector<int32_t>> PromptIds(const Loaded& l, const std::vector<ChatMessage>* chat,
@@ -94,6 +68,35 @@ void PrintStats(const Loaded& l, const GenerationResult& r, uint64_t seed) {
 }
 
 }  // namespace
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+StatusOr<Loaded> LoadModel(const CommonFlags& common, const std::string& name) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Loaded l;
+  std::error_code ec;
+  if (!name.empty() && std::filesystem::is_regular_file(name, ec)) {
+    l.path = name;  // a file needs no catalog: skip reading every model header
+  } else {
+    const Catalog catalog = Catalog::Scan(Catalog::SearchDirs(common.models_dir));
+    ASSIGN_OR_RETURN(l.path, name.empty() ? catalog.DefaultModel() : catalog.Resolve(name));
+  }
+  ProgressBar bar("loading " + l.path.substr(l.path.find_last_of('/') + 1), "MB", 1e6);
+  LoadOptions options;
+  options.progress = [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); };
+  ASSIGN_OR_RETURN(l.model, Model::Load(l.path, options));
+  bar.Finish();
+  if (!l.model->has_gguf()) {
+    return Unimplemented(StrFormat("%s is a HF checkpoint directory; the CLI reads the tokenizer from a GGUF file, "
+                                   "so convert it first (llama.cpp's convert_hf_to_gguf.py)", l.path.c_str()));
+  }
+  ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
+  l.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return l;
+}
 
 int RunModels(const CommonFlags& common, const ModelsFlags& flags) {
   const Catalog catalog = Catalog::Scan(Catalog::SearchDirs(common.models_dir));
@@ -144,11 +147,7 @@ int RunGenerate(const CommonFlags& common, GenerateFlags f) {
   ops::Context ctx(common.threads);
   const int64_t context = std::max<int64_t>(f.context, static_cast<int64_t>(ids->size()) + f.gen.max_tokens + 1);
   Session session(*loaded->model, *loaded->tokenizer, ctx, context);
-  StatusOr<GenerationResult> r = session.Generate(*ids, f.gen, [](std::string_view delta) {
-    std::fwrite(delta.data(), 1, delta.size(), stdout);
-    std::fflush(stdout);
-    return true;
-  });
+  StatusOr<GenerationResult> r = session.Generate(*ids, f.gen, ToStdout);
   if (!r.ok()) return Fail(r.status());
   if (!f.quiet) PrintStats(*loaded, *r, f.gen.sampling.seed);
   return 0;
@@ -183,11 +182,7 @@ int RunChat(const CommonFlags& common, GenerateFlags f) {
     messages.push_back({"user", line});
     StatusOr<std::vector<int32_t>> ids = PromptIds(*loaded, &messages, "");
     if (!ids.ok()) return Fail(ids.status());
-    StatusOr<GenerationResult> r = session.Generate(*ids, f.gen, [](std::string_view delta) {
-      std::fwrite(delta.data(), 1, delta.size(), stdout);
-      std::fflush(stdout);
-      return true;
-    });
+    StatusOr<GenerationResult> r = session.Generate(*ids, f.gen, ToStdout);
     if (!r.ok()) {
       // A full context is not fatal: say so and let the user /reset.
       std::fprintf(stderr, "\natrium: %s\n", r.status().ToString().c_str());

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "serving/engine/session.h"
 
 namespace atrium::cli {
@@ -34,6 +36,19 @@ struct BenchFlags {
   int64_t gen_tokens = 128;
   int repetitions = 3;
 };
+
+// A model loaded for a command: weights, tokenizer, where it came from.
+struct Loaded {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string path;
+  double load_seconds = 0;  // resolving the name included
+};
+// A catalog name, a path to a GGUF file, or "" (the default model) -> the
+// loaded model, with a progress bar when loading takes a while.
+StatusOr<Loaded> LoadModel(const CommonFlags& common, const std::string& name);
+// Prints "atrium: <status>" to stderr; returns the exit code 1.
+int Fail(const Status& s);
 
 int RunModels(const CommonFlags& common, const ModelsFlags& flags);
 int RunGenerate(const CommonFlags& common, GenerateFlags flags);

@@ -21,7 +21,10 @@ void ProgressBar::Update(uint64_t done, uint64_t total) {
   if (!tty_ || finished_ || total == 0) return;
   const auto elapsed = std::chrono::steady_clock::now() - start_;
   if (!shown_ && elapsed < delay_) return;
+  // Redraw at most every 100 ms, and always at the end.
+  if (shown_ && done < total && elapsed - last_draw_ < std::chrono::milliseconds(100)) return;
   shown_ = true;
+  last_draw_ = elapsed;
   constexpr int kWidth = 30;
   const double frac = static_cast<double>(done) / static_cast<double>(total);
   const int filled = static_cast<int>(frac * kWidth);

@@ -25,6 +25,7 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
   bool tty_;
   bool shown_ = false;
+  std::chrono::steady_clock::duration last_draw_{};
   bool finished_ = false;
 };
 

@@ -12,11 +12,7 @@ namespace {
 class SessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string path = testing::RealModelPath(kSmolLm2File);
-    if (path.empty()) {
-      if (testing::ModelsRequired()) FAIL() << "model not installed: " << kSmolLm2File;
-      GTEST_SKIP() << "model not installed: " << kSmolLm2File;
-    }
+    ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
     auto model = Model::Load(path);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     model_ = std::move(*model);
