@@ -8,7 +8,7 @@
 // against exact math (a double-precision numpy forward over the dequantized
 // weights, without activation quantization), llama.cpp's last-position logits
 // are off by up to 1.7% of the logit range on SmolLM2 and up to 5.0% on
-// Gemma 3 (ours: 1.6% and 3.1%). kMaxAbsDiffOfRange is that 5%: the two
+// Gemma 3 (ours: 2.2% and 3.1%). kMaxAbsDiffOfRange is that 5%: the two
 // engines may differ by as much as llama.cpp differs from the math. So the
 // checks are:
 //  - last-position logits: max abs difference under kMaxAbsDiffOfRange of the
