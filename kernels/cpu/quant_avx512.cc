@@ -8,7 +8,9 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <cstddef>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/quant_simd.h"
 #include "kernels/cpu/variants.h"
@@ -91,6 +93,147 @@ inline XPair LoadXPair(const uint8_t* p) {
   return x;
 }
 
+// ---------------------------------------------------------------------------
+// Prefill of the 32-element types over tiles of 16 rows in transposed order.
+//
+// The row-major tiles pay the scale work of a block (convert, multiply the
+// two scales, accumulate) for every row and token: four float ops per 64
+// weights, which bound Gemma 3's Q5_0 prefill. Here a tile of 16 weight rows
+// is unpacked once into dword-interleaved lines: line j holds elements
+// 4j..4j+3 of all 16 rows, so one vpdpbusd against a broadcast group of four
+// activation bytes advances all 16 rows, and after the 8 lines of a block
+// each int32 lane holds one row's whole block sum. The scale work then runs
+// once per 16 rows, and the results are 16 contiguous outputs (no
+// horizontal sum).
+constexpr int kTileRows = 16;
+struct alignas(64) Line {
+  uint8_t b[64];
+};
+struct TransposedTile {
+  std::vector<Line> q;  // [n_in / 4]: line j = elements 4j..4j+3 of rows 0..15, unsigned (biased)
+  std::vector<Line> d;  // [n_blocks]: the 16 rows' block scales, f32
+  std::vector<Line> m;  // [n_blocks]: the 16 rows' block mins, f32 (affine types)
+};
+// Per token and block, what the activation contributes besides its quants:
+// its scale, and either the bias correction -kBias * sum(q) (types whose
+// weights were biased to unsigned) or Q8_1's s = d * sum(q) (affine types).
+struct TokenBlocks {
+  std::vector<float> d;        // [n_tokens * n_blocks]
+  std::vector<int32_t> bias;   // [n_tokens * n_blocks]
+  std::vector<float> s;        // [n_tokens * n_blocks]
+};
+
+template <typename BlockX, int kBias>
+void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
+  constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
+  const int64_t nb = a.n_in / kQK;
+  x.d.resize(static_cast<size_t>(n_tokens * nb));
+  if constexpr (kAffine) {
+    x.s.resize(static_cast<size_t>(n_tokens * nb));
+  } else {
+    x.bias.resize(static_cast<size_t>(n_tokens * nb));
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t i = t * nb + b;
+      x.d[i] = F16(&blocks[b].d);
+      if constexpr (kAffine) {
+        x.s[i] = F16(&blocks[b].s);
+      } else {
+        int32_t sum = 0;
+        for (int k = 0; k < kQK; ++k) sum += blocks[b].qs[k];
+        x.bias[i] = -kBias * sum;
+      }
+    }
+  }
+}
+
+// Unpacks rows row0..row0+15 into `tile`. Quants(b0, b1) gives two blocks'
+// biased quants in element order (an odd last block is paired with itself).
+template <typename Derived, typename BlockW>
+void UnpackTransposed(const MatmulArgs& a, int64_t row0, TransposedTile& tile) {
+  constexpr bool kAffine = requires(BlockW w) { w.m; };
+  const int64_t nb = a.n_in / kQK;
+  tile.q.resize(static_cast<size_t>(nb * 8));
+  tile.d.resize(static_cast<size_t>(nb));
+  if constexpr (kAffine) tile.m.resize(static_cast<size_t>(nb));
+  alignas(64) uint8_t pair[64];
+  for (int r = 0; r < kTileRows; ++r) {
+    const auto* blocks = reinterpret_cast<const BlockW*>(a.w + (row0 + r) * a.w_row_bytes);
+    for (int64_t b = 0; b < nb; b += 2) {
+      const bool two = b + 1 < nb;
+      _mm512_store_si512(pair, Derived::Quants(blocks[b], blocks[two ? b + 1 : b]));
+      for (int j = 0; j < (two ? 16 : 8); ++j) std::memcpy(tile.q[b * 8 + j].b + 4 * r, pair + 4 * j, 4);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      const float d = F16(&blocks[b].d);
+      std::memcpy(tile.d[b].b + 4 * r, &d, 4);
+      if constexpr (kAffine) {
+        const float m = F16(&blocks[b].m);
+        std::memcpy(tile.m[b].b + 4 * r, &m, 4);
+      }
+    }
+  }
+}
+
+// C tokens (tok0..) against the unpacked tile: out[t][row0..row0+15].
+template <typename BlockX, int C>
+void TransposedTokens(const MatmulArgs& a, const TransposedTile& tile, const TokenBlocks& x, int64_t row0,
+                      int64_t tok0) {
+  constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
+  const int64_t nb = a.n_in / kQK;
+  __m512 acc[C];
+  const uint8_t* xq[C];
+  for (int c = 0; c < C; ++c) {
+    acc[c] = _mm512_setzero_ps();
+    xq[c] = a.x + (tok0 + c) * a.x_stride + offsetof(BlockX, qs);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i w[8];
+    for (int g = 0; g < 8; ++g) w[g] = _mm512_load_si512(tile.q[b * 8 + g].b);
+    const __m512 dw = _mm512_load_ps(tile.d[b].b);
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* q = xq[c] + b * sizeof(BlockX);
+      const int64_t i = (tok0 + c) * nb + b;
+      // Two partial sums halve the vpdpbusd dependency chain.
+      __m512i s0 = kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
+      __m512i s1 = _mm512_setzero_si512();
+      for (int g = 0; g < 8; g += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g))));
+        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g + 4))));
+      }
+      const __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+      acc[c] = _mm512_fmadd_ps(sum, _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i])), acc[c]);
+      if constexpr (kAffine) acc[c] = _mm512_fmadd_ps(_mm512_load_ps(tile.m[b].b), _mm512_set1_ps(x.s[i]), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, acc[c]);
+}
+
+// Rows [row_begin, row_end) in whole tiles of 16; returns the first row not
+// done (the caller runs the rest on the row-major tiles).
+template <typename Derived, typename BlockW, typename BlockX, int kBias>
+int64_t PrefillTransposed(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  if (row_end - row_begin < kTileRows) return row_begin;
+  thread_local TransposedTile tile;
+  thread_local TokenBlocks x;
+  PrepareTokenBlocks<BlockX, kBias>(a, n_tokens, x);
+  int64_t r = row_begin;
+  for (; r + kTileRows <= row_end; r += kTileRows) {
+    UnpackTransposed<Derived, BlockW>(a, r, tile);
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) TransposedTokens<BlockX, 4>(a, tile, x, r, t);
+    switch (n_tokens - t) {
+      case 3: TransposedTokens<BlockX, 3>(a, tile, x, r, t); break;
+      case 2: TransposedTokens<BlockX, 2>(a, tile, x, r, t); break;
+      case 1: TransposedTokens<BlockX, 1>(a, tile, x, r, t); break;
+      default: break;
+    }
+  }
+  return r;
+}
+
 struct WPair {
   __m512i q;  // unsigned (biased) quants
   __m512 d;
@@ -117,6 +260,10 @@ struct Q32Pair {
     const __m512i dot = _mm512_dpbusd_epi32(x.bias, w.q, x.q);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.d, x.d), acc);
     if constexpr (kAffine) acc = _mm512_fmadd_ps(w.m, x.s, acc);
+  }
+  // Prefill (quant_simd.h's Matmul calls this when there are enough tokens).
+  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    return PrefillTransposed<Derived, BlockW, BlockX, kBias>(a, n_tokens, row_begin, row_end);
   }
 };
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {

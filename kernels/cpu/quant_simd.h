@@ -171,6 +171,11 @@ void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t ro
     for (; r < row_end; ++r) Tile<I, T, 1, 1>(a, r, 0);
     return;
   }
+  // A type with its own prefill layout (quant_avx512.cc's transposed tiles)
+  // takes the rows it can; the rest continue below.
+  if constexpr (requires { T::PrefillRows(a, n_tokens, r, row_end); }) {
+    if (n_tokens >= 8) r = T::PrefillRows(a, n_tokens, r, row_end);
+  }
   if constexpr (kCacheUnpacked<T>) {
     if (n_tokens >= 8) {
       constexpr int kR = I::kCachedRows, kC = I::kCachedTokens;

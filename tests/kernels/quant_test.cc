@@ -435,7 +435,7 @@ TEST(QuantTest, VecDotExtremeQuants) {
 
 TEST(QuantTest, MatmulRowsEveryIsaMatchesScalar) {
   std::mt19937 rng(6);
-  constexpr int64_t kRows = 13, kLdoPad = 3;
+  constexpr int64_t kRows = 37, kLdoPad = 3;
   constexpr float kSentinel = -12345.0f;
   for (const CpuKernels* t : Tables()) {
     for (DType wtype : kWeightTypes) {
@@ -445,7 +445,7 @@ TEST(QuantTest, MatmulRowsEveryIsaMatchesScalar) {
         const int64_t w_row = RowBytes(wtype, n_in);
         Buffer w(w_row * kRows, 1);
         for (int64_t r = 0; r < kRows; ++r) RandomWeights(wtype, w.data() + r * w_row, n_in, rng);
-        for (int64_t n_tokens : {1, 2, 3, 5, 8, 17}) {
+        for (int64_t n_tokens : {1, 2, 3, 5, 8, 10, 11, 17}) {
           const int64_t x_stride = RowBytes(p, n_in) + 5;  // odd stride: misaligned rows
           Buffer x(x_stride * n_tokens, 3);
           std::vector<std::vector<float>> xq(n_tokens);
@@ -454,7 +454,7 @@ TEST(QuantTest, MatmulRowsEveryIsaMatchesScalar) {
             std::memcpy(x.data() + tk * x_stride, a.q.data(), a.q.size());
             xq[tk] = a.xq;
           }
-          for (auto [row_begin, row_end] : {std::pair<int64_t, int64_t>{0, kRows}, {2, 11}, {5, 6}, {3, 3}}) {
+          for (auto [row_begin, row_end] : {std::pair<int64_t, int64_t>{0, kRows}, {2, 35}, {16, 32}, {5, 6}, {3, 3}}) {
             SCOPED_TRACE(std::string(t->name) + " " + Name(wtype) + " n_in=" + std::to_string(n_in) +
                          " n_tokens=" + std::to_string(n_tokens) + " rows=[" + std::to_string(row_begin) +
                          "," + std::to_string(row_end) + ")");
