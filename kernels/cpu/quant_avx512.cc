@@ -94,118 +94,139 @@ inline XPair LoadXPair(const uint8_t* p) {
 }
 
 // ---------------------------------------------------------------------------
-// Prefill of the 32-element types over tiles of 16 rows in transposed order.
+// Prefill over tiles of 16 rows in transposed order (every quantized type).
 //
 // The row-major tiles pay the scale work of a block (convert, multiply the
 // two scales, accumulate) for every row and token: four float ops per 64
 // weights, which bound Gemma 3's Q5_0 prefill. Here a tile of 16 weight rows
 // is unpacked once into dword-interleaved lines: line j holds elements
 // 4j..4j+3 of all 16 rows, so one vpdpbusd against a broadcast group of four
-// activation bytes advances all 16 rows, and after the 8 lines of a block
-// each int32 lane holds one row's whole block sum. The scale work then runs
-// once per 16 rows, and the results are 16 contiguous outputs (no
-// horizontal sum).
+// activation bytes advances all 16 rows, and after the lines of a sub-block
+// (the elements that share one scale: 32, or 16 for Q6_K) each int32 lane
+// holds one row's sub-block sum. The scale work then runs once per 16 rows,
+// and the results are 16 contiguous outputs (no horizontal sum).
+//
+// Every type reduces to one of two forms per sub-block, with quants q >= 0:
+//   biased:  w = d * (q - kBias)  ->  d * dx * (sum(q a) - kBias * sum(a))
+//   affine:  w = d * q + m        ->  d * dx * sum(q a) + m * dx * sum(a)
+// A weight type U provides: XBlock (its activation block type), kSub, kBias
+// (0 for affine types), kAffine, and UnpackRow(row, n_in, q, d, m), which
+// writes a row's quants (unsigned, element order) and its per-sub-block
+// scales d and offsets m as f32.
 constexpr int kTileRows = 16;
 struct alignas(64) Line {
   uint8_t b[64];
 };
 struct TransposedTile {
-  std::vector<Line> q;  // [n_in / 4]: line j = elements 4j..4j+3 of rows 0..15, unsigned (biased)
-  std::vector<Line> d;  // [n_blocks]: the 16 rows' block scales, f32
-  std::vector<Line> m;  // [n_blocks]: the 16 rows' block mins, f32 (affine types)
+  std::vector<Line> q;  // [n_in / 4]: line j = elements 4j..4j+3 of rows 0..15
+  std::vector<Line> d;  // [n_sub]: the 16 rows' sub-block scales
+  std::vector<Line> m;  // [n_sub]: the 16 rows' sub-block offsets (affine types)
+  std::vector<uint8_t> row_q;  // [n_in] one row unpacked
+  std::vector<float> row_d, row_m;  // [n_sub]
 };
-// Per token and block, what the activation contributes besides its quants:
-// its scale, and either the bias correction -kBias * sum(q) (types whose
-// weights were biased to unsigned) or Q8_1's s = d * sum(q) (affine types).
+// Per token and sub-block, what the activation contributes besides its
+// quants: its scale dx, and either the bias correction -kBias * sum(a) or,
+// for affine types, dx * sum(a).
 struct TokenBlocks {
-  std::vector<float> d;        // [n_tokens * n_blocks]
-  std::vector<int32_t> bias;   // [n_tokens * n_blocks]
-  std::vector<float> s;        // [n_tokens * n_blocks]
+  std::vector<float> d;       // [n_tokens * n_sub]
+  std::vector<int32_t> bias;  // [n_tokens * n_sub] (biased types)
+  std::vector<float> s;       // [n_tokens * n_sub] (affine types)
 };
 
-template <typename BlockX, int kBias>
+// Element e of an activation row: its block and place in the block.
+template <typename BlockX>
+inline const uint8_t* XQuantAt(const uint8_t* row, int64_t e) {
+  constexpr int64_t kElems = std::is_same_v<BlockX, BlockQ8_K> ? kQK_K : kQK;
+  return row + (e / kElems) * static_cast<int64_t>(sizeof(BlockX)) + offsetof(BlockX, qs) + e % kElems;
+}
+
+template <typename U>
 void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
-  constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
-  const int64_t nb = a.n_in / kQK;
-  x.d.resize(static_cast<size_t>(n_tokens * nb));
-  if constexpr (kAffine) {
-    x.s.resize(static_cast<size_t>(n_tokens * nb));
+  using BlockX = typename U::XBlock;
+  constexpr bool kQ8K = std::is_same_v<BlockX, BlockQ8_K>;
+  const int64_t n_sub = a.n_in / U::kSub;
+  const size_t n = static_cast<size_t>(n_tokens * n_sub);
+  x.d.resize(n);
+  if constexpr (U::kAffine) {
+    x.s.resize(n);
   } else {
-    x.bias.resize(static_cast<size_t>(n_tokens * nb));
+    x.bias.resize(n);
   }
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t i = t * nb + b;
-      x.d[i] = F16(&blocks[b].d);
-      if constexpr (kAffine) {
-        x.s[i] = F16(&blocks[b].s);
+    for (int64_t j = 0; j < n_sub; ++j) {
+      const int64_t i = t * n_sub + j, e = j * U::kSub;
+      constexpr int64_t kElems = kQ8K ? kQK_K : kQK;
+      const auto* blk = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride + (e / kElems) * sizeof(BlockX));
+      int32_t sum = 0;  // of the sub-block's activation quants
+      if constexpr (kQ8K) {
+        x.d[i] = LoadD(blk);
+        for (int k = 0; k < U::kSub / 16; ++k) sum += blk->bsums[(e % kQK_K) / 16 + k];
       } else {
-        int32_t sum = 0;
-        for (int k = 0; k < kQK; ++k) sum += blocks[b].qs[k];
-        x.bias[i] = -kBias * sum;
+        x.d[i] = F16(&blk->d);
+        if constexpr (!U::kAffine) {
+          for (int k = 0; k < kQK; ++k) sum += blk->qs[k];
+        }
+      }
+      if constexpr (!U::kAffine) {
+        x.bias[i] = -U::kBias * sum;
+      } else if constexpr (kQ8K) {
+        x.s[i] = x.d[i] * static_cast<float>(sum);
+      } else {
+        x.s[i] = F16(&blk->s);  // Q8_1 stores d * sum
       }
     }
   }
 }
 
-// Unpacks rows row0..row0+15 into `tile`. Quants(b0, b1) gives two blocks'
-// biased quants in element order (an odd last block is paired with itself).
-template <typename Derived, typename BlockW>
+// Unpacks rows row0..row0+15 into `tile`.
+template <typename U>
 void UnpackTransposed(const MatmulArgs& a, int64_t row0, TransposedTile& tile) {
-  constexpr bool kAffine = requires(BlockW w) { w.m; };
-  const int64_t nb = a.n_in / kQK;
-  tile.q.resize(static_cast<size_t>(nb * 8));
-  tile.d.resize(static_cast<size_t>(nb));
-  if constexpr (kAffine) tile.m.resize(static_cast<size_t>(nb));
-  alignas(64) uint8_t pair[64];
+  const int64_t n_sub = a.n_in / U::kSub;
+  tile.q.resize(static_cast<size_t>(a.n_in / 4));
+  tile.d.resize(static_cast<size_t>(n_sub));
+  tile.m.resize(U::kAffine ? static_cast<size_t>(n_sub) : 0);
+  tile.row_q.resize(static_cast<size_t>(a.n_in));
+  tile.row_d.resize(static_cast<size_t>(n_sub));
+  tile.row_m.resize(static_cast<size_t>(n_sub));
   for (int r = 0; r < kTileRows; ++r) {
-    const auto* blocks = reinterpret_cast<const BlockW*>(a.w + (row0 + r) * a.w_row_bytes);
-    for (int64_t b = 0; b < nb; b += 2) {
-      const bool two = b + 1 < nb;
-      _mm512_store_si512(pair, Derived::Quants(blocks[b], blocks[two ? b + 1 : b]));
-      for (int j = 0; j < (two ? 16 : 8); ++j) std::memcpy(tile.q[b * 8 + j].b + 4 * r, pair + 4 * j, 4);
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      const float d = F16(&blocks[b].d);
-      std::memcpy(tile.d[b].b + 4 * r, &d, 4);
-      if constexpr (kAffine) {
-        const float m = F16(&blocks[b].m);
-        std::memcpy(tile.m[b].b + 4 * r, &m, 4);
-      }
+    U::UnpackRow(a.w + (row0 + r) * a.w_row_bytes, a.n_in, tile.row_q.data(), tile.row_d.data(), tile.row_m.data());
+    for (int64_t j = 0; j < a.n_in / 4; ++j) std::memcpy(tile.q[j].b + 4 * r, &tile.row_q[4 * j], 4);
+    for (int64_t j = 0; j < n_sub; ++j) {
+      std::memcpy(tile.d[j].b + 4 * r, &tile.row_d[j], 4);
+      if constexpr (U::kAffine) std::memcpy(tile.m[j].b + 4 * r, &tile.row_m[j], 4);
     }
   }
 }
 
 // C tokens (tok0..) against the unpacked tile: out[t][row0..row0+15].
-template <typename BlockX, int C>
+template <typename U, int C>
 void TransposedTokens(const MatmulArgs& a, const TransposedTile& tile, const TokenBlocks& x, int64_t row0,
                       int64_t tok0) {
-  constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
-  const int64_t nb = a.n_in / kQK;
+  constexpr int kLines = U::kSub / 4;
+  const int64_t n_sub = a.n_in / U::kSub;
   __m512 acc[C];
-  const uint8_t* xq[C];
+  const uint8_t* xrow[C];
   for (int c = 0; c < C; ++c) {
     acc[c] = _mm512_setzero_ps();
-    xq[c] = a.x + (tok0 + c) * a.x_stride + offsetof(BlockX, qs);
+    xrow[c] = a.x + (tok0 + c) * a.x_stride;
   }
-  for (int64_t b = 0; b < nb; ++b) {
-    __m512i w[8];
-    for (int g = 0; g < 8; ++g) w[g] = _mm512_load_si512(tile.q[b * 8 + g].b);
-    const __m512 dw = _mm512_load_ps(tile.d[b].b);
+  for (int64_t j = 0; j < n_sub; ++j) {
+    __m512i w[kLines];
+    for (int g = 0; g < kLines; ++g) w[g] = _mm512_load_si512(tile.q[j * kLines + g].b);
+    const __m512 dw = _mm512_load_ps(tile.d[j].b);
     for (int c = 0; c < C; ++c) {
-      const uint8_t* q = xq[c] + b * sizeof(BlockX);
-      const int64_t i = (tok0 + c) * nb + b;
+      const uint8_t* q = XQuantAt<typename U::XBlock>(xrow[c], j * U::kSub);
+      const int64_t i = (tok0 + c) * n_sub + j;
       // Two partial sums halve the vpdpbusd dependency chain.
-      __m512i s0 = kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
+      __m512i s0 = U::kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
       __m512i s1 = _mm512_setzero_si512();
-      for (int g = 0; g < 8; g += 2) {
+      for (int g = 0; g < kLines; g += 2) {
         s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g))));
         s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g + 4))));
       }
       const __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
       acc[c] = _mm512_fmadd_ps(sum, _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i])), acc[c]);
-      if constexpr (kAffine) acc[c] = _mm512_fmadd_ps(_mm512_load_ps(tile.m[b].b), _mm512_set1_ps(x.s[i]), acc[c]);
+      if constexpr (U::kAffine) acc[c] = _mm512_fmadd_ps(_mm512_load_ps(tile.m[j].b), _mm512_set1_ps(x.s[i]), acc[c]);
     }
   }
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, acc[c]);
@@ -213,21 +234,21 @@ void TransposedTokens(const MatmulArgs& a, const TransposedTile& tile, const Tok
 
 // Rows [row_begin, row_end) in whole tiles of 16; returns the first row not
 // done (the caller runs the rest on the row-major tiles).
-template <typename Derived, typename BlockW, typename BlockX, int kBias>
+template <typename U>
 int64_t PrefillTransposed(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   if (row_end - row_begin < kTileRows) return row_begin;
   thread_local TransposedTile tile;
   thread_local TokenBlocks x;
-  PrepareTokenBlocks<BlockX, kBias>(a, n_tokens, x);
+  PrepareTokenBlocks<U>(a, n_tokens, x);
   int64_t r = row_begin;
   for (; r + kTileRows <= row_end; r += kTileRows) {
-    UnpackTransposed<Derived, BlockW>(a, r, tile);
+    UnpackTransposed<U>(a, r, tile);
     int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) TransposedTokens<BlockX, 4>(a, tile, x, r, t);
+    for (; t + 4 <= n_tokens; t += 4) TransposedTokens<U, 4>(a, tile, x, r, t);
     switch (n_tokens - t) {
-      case 3: TransposedTokens<BlockX, 3>(a, tile, x, r, t); break;
-      case 2: TransposedTokens<BlockX, 2>(a, tile, x, r, t); break;
-      case 1: TransposedTokens<BlockX, 1>(a, tile, x, r, t); break;
+      case 3: TransposedTokens<U, 3>(a, tile, x, r, t); break;
+      case 2: TransposedTokens<U, 2>(a, tile, x, r, t); break;
+      case 1: TransposedTokens<U, 1>(a, tile, x, r, t); break;
       default: break;
     }
   }
@@ -239,7 +260,7 @@ struct WPair {
   __m512 d;
   __m512 m;   // block mins in lanes 0 and 8 (affine types)
 };
-template <typename Derived, typename BlockW, typename BlockX, int kBias>
+template <typename Derived, typename BlockW, typename BlockX, int kBiasQ>
 struct Q32Pair {
   static constexpr int64_t kBlock = 64;
   static constexpr int64_t kWBytes = 2 * sizeof(BlockW);
@@ -247,7 +268,7 @@ struct Q32Pair {
   static constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
   using X = XPair;
   using W = WPair;
-  static X PrepX(const uint8_t* p) { return LoadXPair<BlockX, kBias>(p); }
+  static X PrepX(const uint8_t* p) { return LoadXPair<BlockX, kBiasQ>(p); }
   static W PrepW(const uint8_t* p) {
     const auto* b = reinterpret_cast<const BlockW*>(p);
     W w;
@@ -262,8 +283,25 @@ struct Q32Pair {
     if constexpr (kAffine) acc = _mm512_fmadd_ps(w.m, x.s, acc);
   }
   // Prefill (quant_simd.h's Matmul calls this when there are enough tokens).
+  using XBlock = BlockX;
+  static constexpr int kSub = kQK;
+  static constexpr int kBias = kBiasQ;
+  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float* m) {
+    const auto* blocks = reinterpret_cast<const BlockW*>(row);
+    const int64_t nb = n_in / kQK;
+    alignas(64) uint8_t pair[64];
+    for (int64_t b = 0; b < nb; b += 2) {
+      const bool two = b + 1 < nb;  // an odd last block is paired with itself
+      _mm512_store_si512(pair, Derived::Quants(blocks[b], blocks[two ? b + 1 : b]));
+      std::memcpy(q + b * kQK, pair, two ? 64 : 32);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      d[b] = F16(&blocks[b].d);
+      if constexpr (kAffine) m[b] = F16(&blocks[b].m);
+    }
+  }
   static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-    return PrefillTransposed<Derived, BlockW, BlockX, kBias>(a, n_tokens, row_begin, row_end);
+    return PrefillTransposed<Derived>(a, n_tokens, row_begin, row_end);
   }
 };
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
@@ -357,17 +395,41 @@ inline void AccQ45K(__m512& acc, const UnpackedQ45K& w, const BlockQ8_K* x) {
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dx * w.d), acc);
   acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * w.dmin), acc);
 }
-struct Q4_K : KQuant<BlockQ4_K> {
-  static constexpr DType kType = DType::kQ4_K;
+// Q4_K / Q5_K in the transposed prefill: affine over 32-element sub-blocks,
+// w = (d * scale) * q + (-dmin * min).
+template <bool kHasHigh, typename BlockW, typename Derived>
+struct Q45K : KQuant<BlockW> {
   using W = UnpackedQ45K;
-  static W PrepW(const uint8_t* p) { return UnpackQ45K<false>(reinterpret_cast<const BlockQ4_K*>(p)); }
-  static void Acc(__m512& acc, const W& w, X x) { AccQ45K(acc, w, x); }
+  static W PrepW(const uint8_t* p) { return UnpackQ45K<kHasHigh>(reinterpret_cast<const BlockW*>(p)); }
+  static void Acc(__m512& acc, const W& w, typename KQuant<BlockW>::X x) { AccQ45K(acc, w, x); }
+
+  using XBlock = BlockQ8_K;
+  static constexpr int kSub = 32;
+  static constexpr int kBias = 0;
+  static constexpr bool kAffine = true;
+  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float* m) {
+    for (int64_t sb = 0; sb < n_in / kQK_K; ++sb) {
+      const auto* w = reinterpret_cast<const BlockW*>(row) + sb;
+      const UnpackedQ45K u = UnpackQ45K<kHasHigh>(w);
+      for (int p = 0; p < 4; ++p) _mm512_storeu_si512(q + sb * kQK_K + 64 * p, u.q[p]);
+      uint32_t sm[4];
+      DecodeScalesK4(w->scales, sm);
+      const auto* bytes = reinterpret_cast<const uint8_t*>(sm);  // 8 scales, then 8 mins
+      for (int k = 0; k < 8; ++k) {
+        d[sb * 8 + k] = u.d * static_cast<float>(bytes[k]);
+        m[sb * 8 + k] = -u.dmin * static_cast<float>(bytes[8 + k]);
+      }
+    }
+  }
+  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    return PrefillTransposed<Derived>(a, n_tokens, row_begin, row_end);
+  }
 };
-struct Q5_K : KQuant<BlockQ5_K> {
+struct Q4_K : Q45K<false, BlockQ4_K, Q4_K> {
+  static constexpr DType kType = DType::kQ4_K;
+};
+struct Q5_K : Q45K<true, BlockQ5_K, Q5_K> {
   static constexpr DType kType = DType::kQ5_K;
-  using W = UnpackedQ45K;
-  static W PrepW(const uint8_t* p) { return UnpackQ45K<true>(reinterpret_cast<const BlockQ5_K*>(p)); }
-  static void Acc(__m512& acc, const W& w, X x) { AccQ45K(acc, w, x); }
 };
 
 struct UnpackedQ6K {
@@ -416,6 +478,24 @@ struct Q6_K : KQuant<BlockQ6_K> {
       sumi = _mm512_dpwssd_epi32(sumi, pb, w.scale[2 * h + 1]);
     }
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(LoadD(x) * w.d), acc);
+  }
+
+  // The transposed prefill: biased over 16-element sub-blocks,
+  // w = (d * scale) * (q - 32).
+  using XBlock = BlockQ8_K;
+  static constexpr int kSub = 16;
+  static constexpr int kBias = 32;
+  static constexpr bool kAffine = false;
+  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float*) {
+    for (int64_t sb = 0; sb < n_in / kQK_K; ++sb) {
+      const auto* w = reinterpret_cast<const BlockQ6_K*>(row) + sb;
+      const UnpackedQ6K u = PrepW(reinterpret_cast<const uint8_t*>(w));
+      for (int p = 0; p < 4; ++p) _mm512_storeu_si512(q + sb * kQK_K + 64 * p, u.q[p]);
+      for (int k = 0; k < 16; ++k) d[sb * 16 + k] = u.d * static_cast<float>(w->scales[k]);
+    }
+  }
+  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    return PrefillTransposed<Q6_K>(a, n_tokens, row_begin, row_end);
   }
 };
 
