@@ -140,11 +140,20 @@ inline const uint8_t* XQuantAt(const uint8_t* row, int64_t e) {
   return row + (e / kElems) * static_cast<int64_t>(sizeof(BlockX)) + offsetof(BlockX, qs) + e % kElems;
 }
 
+// The sum of a Q8_0 block's 32 quants: bias to unsigned, then vpsadbw.
+inline int32_t SumQ8(const int8_t* qs) {
+  const __m256i u = _mm256_xor_si256(Load256(qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  return static_cast<int32_t>(_mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1)) - kQK * 128;
+}
+
 template <typename U>
 void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
   using BlockX = typename U::XBlock;
   constexpr bool kQ8K = std::is_same_v<BlockX, BlockQ8_K>;
-  const int64_t n_sub = a.n_in / U::kSub;
+  constexpr int64_t kSubsPerBlock = (kQ8K ? kQK_K : kQK) / U::kSub;
+  const int64_t n_sub = a.n_in / U::kSub, n_blocks = n_sub / kSubsPerBlock;
   const size_t n = static_cast<size_t>(n_tokens * n_sub);
   x.d.resize(n);
   if constexpr (U::kAffine) {
@@ -152,27 +161,31 @@ void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
   } else {
     x.bias.resize(n);
   }
+  // Raw pointers, for the reason UnpackTransposed gives.
+  float* d = x.d.data();
+  float* s = x.s.data();
+  int32_t* bias = x.bias.data();
   for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t j = 0; j < n_sub; ++j) {
-      const int64_t i = t * n_sub + j, e = j * U::kSub;
-      constexpr int64_t kElems = kQ8K ? kQK_K : kQK;
-      const auto* blk = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride + (e / kElems) * sizeof(BlockX));
-      int32_t sum = 0;  // of the sub-block's activation quants
-      if constexpr (kQ8K) {
-        x.d[i] = LoadD(blk);
-        for (int k = 0; k < U::kSub / 16; ++k) sum += blk->bsums[(e % kQK_K) / 16 + k];
-      } else {
-        x.d[i] = F16(&blk->d);
-        if constexpr (!U::kAffine) {
-          for (int k = 0; k < kQK; ++k) sum += blk->qs[k];
+    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const BlockX& blk = blocks[b];
+      for (int64_t k = 0; k < kSubsPerBlock; ++k) {
+        const int64_t i = t * n_sub + b * kSubsPerBlock + k;
+        int32_t sum = 0;  // of the sub-block's activation quants
+        if constexpr (kQ8K) {
+          d[i] = LoadD(&blk);
+          for (int h = 0; h < U::kSub / 16; ++h) sum += blk.bsums[k * (U::kSub / 16) + h];
+        } else {
+          d[i] = F16(&blk.d);
+          if constexpr (!U::kAffine) sum = SumQ8(blk.qs);
         }
-      }
-      if constexpr (!U::kAffine) {
-        x.bias[i] = -U::kBias * sum;
-      } else if constexpr (kQ8K) {
-        x.s[i] = x.d[i] * static_cast<float>(sum);
-      } else {
-        x.s[i] = F16(&blk->s);  // Q8_1 stores d * sum
+        if constexpr (!U::kAffine) {
+          bias[i] = -U::kBias * sum;
+        } else if constexpr (kQ8K) {
+          s[i] = d[i] * static_cast<float>(sum);
+        } else {
+          s[i] = F16(&blk.s);  // Q8_1 stores d * sum
+        }
       }
     }
   }
@@ -188,12 +201,21 @@ void UnpackTransposed(const MatmulArgs& a, int64_t row0, TransposedTile& tile) {
   tile.row_q.resize(static_cast<size_t>(a.n_in));
   tile.row_d.resize(static_cast<size_t>(n_sub));
   tile.row_m.resize(static_cast<size_t>(n_sub));
+  // Raw pointers: through the thread_local vectors the compiler would reload
+  // every data pointer after each store.
+  Line* lines = tile.q.data();
+  Line* d = tile.d.data();
+  Line* m = tile.m.data();
+  uint8_t* row_q = tile.row_q.data();
+  float* row_d = tile.row_d.data();
+  float* row_m = tile.row_m.data();
+  const int64_t n_lines = a.n_in / 4;
   for (int r = 0; r < kTileRows; ++r) {
-    U::UnpackRow(a.w + (row0 + r) * a.w_row_bytes, a.n_in, tile.row_q.data(), tile.row_d.data(), tile.row_m.data());
-    for (int64_t j = 0; j < a.n_in / 4; ++j) std::memcpy(tile.q[j].b + 4 * r, &tile.row_q[4 * j], 4);
+    U::UnpackRow(a.w + (row0 + r) * a.w_row_bytes, a.n_in, row_q, row_d, row_m);
+    for (int64_t j = 0; j < n_lines; ++j) std::memcpy(lines[j].b + 4 * r, row_q + 4 * j, 4);
     for (int64_t j = 0; j < n_sub; ++j) {
-      std::memcpy(tile.d[j].b + 4 * r, &tile.row_d[j], 4);
-      if constexpr (U::kAffine) std::memcpy(tile.m[j].b + 4 * r, &tile.row_m[j], 4);
+      std::memcpy(d[j].b + 4 * r, row_d + j, 4);
+      if constexpr (U::kAffine) std::memcpy(m[j].b + 4 * r, row_m + j, 4);
     }
   }
 }
