@@ -19,21 +19,16 @@ void LlamaForward(const ForwardArgs& args) {
   const Weights& w = args.w;
   ops::Context& ctx = args.ctx;
   const int64_t n = args.n_tokens;
-  const int64_t pos0 = args.kv.size();
-  // Views of [n, dim], [n, q_dim], [n, n_heads * head_dim_v], [n, ffn_dim] rows.
-  auto [x, h, q, attn, o, gate, up, pos] = args.a.First(n, pos0);
+  const int32_t* pos = args.a.pos.data();
+  // Views of [n, dim], [n, q_dim], [n, k_dim], [n, v_dim], [n, n_heads * head_dim_v], [n, ffn_dim] rows.
+  auto [x, h, q, k, v, attn, o, gate, up] = args.a.First(n);
 
-  ops::Embed(ctx, x, w.token_embd, args.tokens, n);
+  ops::Embed(ctx, x, w.token_embd, args.a.tokens.data(), n);
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
     const ops::AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, c.attn_softcap,
                                     c.layer_is_swa[l] ? c.sliding_window : 0};
-    // Keys and values are written straight into this sequence's cache rows.
-    float* k_cache = args.kv.k(l);
-    float* v_cache = args.kv.v(l);
-    Tensor k = Tensor::Wrap(DType::kF32, {n, c.k_dim()}, k_cache + pos0 * c.k_dim());
-    Tensor v = Tensor::Wrap(DType::kF32, {n, c.v_dim()}, v_cache + pos0 * c.v_dim());
 
     ops::RmsNorm(ctx, h, x, &lw.attn_norm, c.rms_eps);
     ops::MatMulShared(ctx, h, {{&q, &lw.attn_q}, {&k, &lw.attn_k}, {&v, &lw.attn_v}});
@@ -44,7 +39,7 @@ void LlamaForward(const ForwardArgs& args) {
     }
     ops::Rope(ctx, q, c.n_heads, c.head_dim, pos, c.rope_dim, c.rope_base, c.rope_scale, c.rope_layout);
     ops::Rope(ctx, k, c.n_kv_heads, c.head_dim, pos, c.rope_dim, c.rope_base, c.rope_scale, c.rope_layout);
-    ops::Attention(ctx, attn, q, k_cache, v_cache, c.k_dim(), pos0, pos0 + n, shape);
+    CacheAndAttend(args, l, k, v, q, attn, shape);
     ops::MatMul(ctx, o, attn, lw.attn_output);
     ops::Add(ctx, x, x, o);
 

@@ -30,26 +30,35 @@ void Activations::Ensure(const ModelConfig& c, int64_t n) {
   x = Tensor::Empty(DType::kF32, {n, c.dim});
   h = Tensor::Empty(DType::kF32, {n, c.dim});
   q = Tensor::Empty(DType::kF32, {n, c.q_dim()});
-  k = Tensor::Empty(DType::kF32, {n, std::max(c.k_dim(), c.v_dim())});
+  k = Tensor::Empty(DType::kF32, {n, c.k_dim()});
+  v = Tensor::Empty(DType::kF32, {n, c.v_dim()});
   attn = Tensor::Empty(DType::kF32, {n, c.n_heads * c.head_dim_v});
   o = Tensor::Empty(DType::kF32, {n, c.dim});
   gate = Tensor::Empty(DType::kF32, {n, c.ffn_dim});
   up = Tensor::Empty(DType::kF32, {n, c.ffn_dim});
-  pos.resize(n);
 }
 
-Activations::Rows Activations::First(int64_t n, int64_t pos0) {
-  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
-  return Rows{x.Rows(0, n), h.Rows(0, n), q.Rows(0, n), attn.Rows(0, n), o.Rows(0, n),
-              gate.Rows(0, n), up.Rows(0, n), pos.data()};
+Activations::Rows Activations::First(int64_t n) {
+  return Rows{x.Rows(0, n),    h.Rows(0, n), q.Rows(0, n),    k.Rows(0, n), v.Rows(0, n),
+              attn.Rows(0, n), o.Rows(0, n), gate.Rows(0, n), up.Rows(0, n)};
+}
+
+void CacheAndAttend(const ForwardArgs& args, int64_t l, const Tensor& k, const Tensor& v, const Tensor& q,
+                    Tensor& out, const ops::AttentionShape& shape) {
+  const int64_t* slots = args.a.slots.data();
+  ops::ScatterRows(args.ctx, args.kv.k(l), args.kv.k_dim(), k, slots);
+  ops::ScatterRows(args.ctx, args.kv.v(l), args.kv.v_dim(), v, slots);
+  const ops::KvRows rows{args.kv.k(l), args.kv.v(l), args.kv.k_dim(), args.kv.block_tokens()};
+  ops::Attention(args.ctx, out, q, rows, args.a.seqs.data(), static_cast<int64_t>(args.a.seqs.size()), shape);
 }
 
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h) {
   // Only the rows whose logits are wanted go through the output matrix.
-  const int64_t n = x.rows();
-  Tensor last = args.all_logits ? x : x.Rows(n - 1, n);
-  Tensor normed = args.all_logits ? h : h.Rows(0, 1);
-  ops::RmsNorm(args.ctx, normed, last, &args.w.output_norm, args.c.rms_eps);
+  const std::vector<int64_t>& rows = args.a.logit_rows;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  Tensor normed = h.Rows(0, n);
+  ops::GatherRows(args.ctx, normed, x, rows.data());
+  ops::RmsNorm(args.ctx, normed, normed, &args.w.output_norm, args.c.rms_eps);
   ops::MatMul(args.ctx, args.logits, normed, args.w.output);
   if (args.c.final_softcap > 0) ops::SoftCap(args.ctx, args.logits, args.c.final_softcap);
 }
@@ -136,34 +145,90 @@ std::unique_ptr<KvCache> Model::NewKvCache(int64_t capacity) const {
   return std::make_unique<KvCache>(config_.n_layers, capacity, config_.k_dim(), config_.v_dim());
 }
 
-Status Model::Forward(ops::Context& ctx, const int32_t* tokens, int64_t n_tokens, KvCache& kv,
-                      Tensor& logits, bool all_logits) {
-  if (n_tokens <= 0) return InvalidArgument("forward: no tokens");
-  for (int64_t i = 0; i < n_tokens; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= config_.n_vocab) {
-      return InvalidArgument(StrFormat("forward: token #%lld has id %d, outside the vocabulary [0, %lld)",
-                                       static_cast<long long>(i), tokens[i],
-                                       static_cast<long long>(config_.n_vocab)));
+StatusOr<std::unique_ptr<KvPool>> Model::NewKvPool(int32_t block_tokens, int64_t budget_bytes) const {
+  return KvPool::Create(config_.n_layers, config_.k_dim(), config_.v_dim(), block_tokens, budget_bytes);
+}
+
+int64_t Model::LogitRows(std::span<const ForwardSeq> seqs) {
+  int64_t n = 0;
+  for (const ForwardSeq& s : seqs) n += s.all_logits ? s.n_tokens : 1;
+  return n;
+}
+
+Status Model::Forward(ops::Context& ctx, std::span<const ForwardSeq> seqs, KvPool& kv, Tensor& logits) {
+  if (seqs.empty()) return InvalidArgument("forward: no sequences");
+  if (kv.n_layers() != config_.n_layers || kv.k_dim() != config_.k_dim() || kv.v_dim() != config_.v_dim()) {
+    return InvalidArgument(StrFormat("forward: the KV pool has %lld layers of %lld/%lld floats, the model needs %lld of %lld/%lld",
+                                     static_cast<long long>(kv.n_layers()), static_cast<long long>(kv.k_dim()),
+                                     static_cast<long long>(kv.v_dim()), static_cast<long long>(config_.n_layers),
+                                     static_cast<long long>(config_.k_dim()), static_cast<long long>(config_.v_dim())));
+  }
+  int64_t n = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const ForwardSeq& s = seqs[i];
+    if (s.n_tokens <= 0 || s.table == nullptr) {
+      return InvalidArgument(StrFormat("forward: sequence #%zu has no tokens or no block table", i));
     }
+    for (int64_t t = 0; t < s.n_tokens; ++t) {
+      if (s.tokens[t] < 0 || s.tokens[t] >= config_.n_vocab) {
+        return InvalidArgument(StrFormat("forward: sequence #%zu, token #%lld has id %d, outside the vocabulary [0, %lld)",
+                                         i, static_cast<long long>(t), s.tokens[t],
+                                         static_cast<long long>(config_.n_vocab)));
+      }
+    }
+    const int64_t end = s.table->n_tokens + s.n_tokens;
+    if (KvPool::BlocksFor(end, kv.block_tokens()) > static_cast<int64_t>(s.table->blocks.size())) {
+      return FailedPrecondition(StrFormat("forward: sequence #%zu reaches position %lld, its table holds %zu blocks of %d "
+                                          "(KvPool::Reserve them first)",
+                                          i, static_cast<long long>(end), s.table->blocks.size(), kv.block_tokens()));
+    }
+    for (int32_t b : s.table->blocks) {
+      if (b < 0 || b >= kv.total_blocks()) {
+        return InvalidArgument(StrFormat("forward: sequence #%zu's table names block %d of %d", i, b, kv.total_blocks()));
+      }
+    }
+    n += s.n_tokens;
   }
-  if (kv.size() + n_tokens > kv.capacity()) {
-    return ResourceExhausted(StrFormat("forward: %lld tokens at position %lld exceed the context of %lld",
-                                       static_cast<long long>(n_tokens), static_cast<long long>(kv.size()),
-                                       static_cast<long long>(kv.capacity())));
-  }
-  const int64_t out_rows = all_logits ? n_tokens : 1;
-  ATRIUM_CHECK(logits.dtype() == DType::kF32 && logits.rows() == out_rows && logits.cols() == config_.n_vocab,
+  ATRIUM_CHECK(logits.dtype() == DType::kF32 && logits.rows() == LogitRows(seqs) && logits.cols() == config_.n_vocab,
                "logits buffer %s", logits.ShapeString().c_str());
   std::lock_guard<std::mutex> lock(mu_);
-  acts_.Ensure(config_, n_tokens);
-  const ForwardArgs args{config_, weights_, ctx, acts_, tokens, n_tokens, kv, logits, all_logits};
+  Activations& a = acts_;
+  a.Ensure(config_, n);
+  a.tokens.clear();
+  a.pos.clear();
+  a.slots.clear();
+  a.seqs.clear();
+  a.logit_rows.clear();
+  for (const ForwardSeq& s : seqs) {
+    const int64_t row0 = static_cast<int64_t>(a.tokens.size()), pos0 = s.table->n_tokens;
+    for (int64_t t = 0; t < s.n_tokens; ++t) {
+      a.tokens.push_back(s.tokens[t]);
+      a.pos.push_back(static_cast<int32_t>(pos0 + t));
+      a.slots.push_back(kv.Slot(*s.table, pos0 + t));
+      if (s.all_logits || t + 1 == s.n_tokens) a.logit_rows.push_back(row0 + t);
+    }
+    a.seqs.push_back(ops::AttentionSeq{row0, s.n_tokens, pos0, pos0 + s.n_tokens, s.table->blocks.data()});
+  }
+  const ForwardArgs args{config_, weights_, ctx, a, n, kv, logits};
   switch (config_.arch) {
     case Arch::kLlama:
     case Arch::kQwen2: LlamaForward(args); break;
     case Arch::kGemma3: Gemma3Forward(args); break;
   }
-  kv.set_size(kv.size() + n_tokens);
+  for (const ForwardSeq& s : seqs) s.table->n_tokens += s.n_tokens;
   return OkStatus();
+}
+
+Status Model::Forward(ops::Context& ctx, const int32_t* tokens, int64_t n_tokens, KvCache& kv, Tensor& logits,
+                      bool all_logits) {
+  if (n_tokens <= 0) return InvalidArgument("forward: no tokens");
+  if (kv.size() + n_tokens > kv.capacity()) {
+    return ResourceExhausted(StrFormat("forward: %lld tokens at position %lld exceed the context of %lld",
+                                       static_cast<long long>(n_tokens), static_cast<long long>(kv.size()),
+                                       static_cast<long long>(kv.capacity())));
+  }
+  const ForwardSeq seq{tokens, n_tokens, &kv.table(), all_logits};
+  return Forward(ctx, std::span<const ForwardSeq>(&seq, 1), kv.pool(), logits);
 }
 
 }  // namespace atrium

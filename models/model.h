@@ -7,12 +7,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "models/config.h"
 #include "models/gguf.h"
 #include "models/weights.h"
 #include "runtime/kv_cache.h"
+#include "runtime/kv_pool.h"
 #include "runtime/ops.h"
 
 namespace atrium {
@@ -25,27 +28,41 @@ struct LoadOptions {
   bool prefetch = true;
 };
 
+// One sequence's share of a batched Forward.
+struct ForwardSeq {
+  const int32_t* tokens = nullptr;  // [n_tokens] its new tokens
+  int64_t n_tokens = 0;
+  // Positions 0..table->n_tokens-1 are in the cache; the table must already
+  // hold blocks for n_tokens more (KvPool::Reserve). Forward writes their
+  // keys and values and advances table->n_tokens.
+  BlockTable* table = nullptr;
+  bool all_logits = false;  // logits of every new token (scoring text), else of the last only
+};
+
 // Reusable activation buffers of a Forward, grown to the largest batch seen.
 struct Activations {
   int64_t capacity = 0;
   Tensor x;       // [n, dim] residual stream
   Tensor h;       // [n, dim] normed input of a block
   Tensor q;       // [n, q_dim]
-  Tensor k;       // [n, k_dim] (Qwen2 bias staging)
+  Tensor k;       // [n, k_dim] new keys, before they go into the cache
+  Tensor v;       // [n, v_dim] new values
   Tensor attn;    // [n, n_heads * head_dim_v]
   Tensor o;       // [n, dim]
   Tensor gate;    // [n, ffn_dim]
   Tensor up;      // [n, ffn_dim]
-  Tensor logits;  // [n, n_vocab] scratch when the caller wants one row
-  std::vector<int32_t> pos;
+  // Per row of the batch (sequences end to end): token, position, cache row.
+  std::vector<int32_t> tokens, pos;
+  std::vector<int64_t> slots;
+  std::vector<ops::AttentionSeq> seqs;  // per sequence: its rows and keys
+  std::vector<int64_t> logit_rows;      // rows whose logits are wanted, in order
   void Ensure(const ModelConfig& c, int64_t n_tokens);
 
-  // Views of the first n rows of each buffer, with pos = pos0, pos0 + 1, ...
+  // Views of the first n rows of each buffer.
   struct Rows {
-    Tensor x, h, q, attn, o, gate, up;
-    const int32_t* pos;
+    Tensor x, h, q, k, v, attn, o, gate, up;
   };
-  Rows First(int64_t n, int64_t pos0);
+  Rows First(int64_t n);
 };
 
 class Model {
@@ -74,12 +91,22 @@ class Model {
   // Bytes of weights read per token (every matrix once): the decode floor's numerator.
   uint64_t weight_bytes() const { return weight_bytes_; }
 
+  // A cache for one sequence of up to `capacity` tokens.
   std::unique_ptr<KvCache> NewKvCache(int64_t capacity) const;
+  // A paged cache for many sequences within budget_bytes.
+  StatusOr<std::unique_ptr<KvPool>> NewKvPool(int32_t block_tokens, int64_t budget_bytes) const;
 
-  // Runs n_tokens tokens of one sequence at positions kv.size() .. and
-  // appends their keys and values to kv. logits receives [n_tokens, n_vocab]
-  // when all_logits, else [1, n_vocab] for the last token. Errors: a token id
-  // outside the vocabulary, or more tokens than the cache has room for.
+  // Runs a ragged batch: each sequence's new tokens at its own positions, in
+  // one pass, so every weight is read once for the whole batch. logits
+  // receives LogitRows(seqs) rows of n_vocab, in sequence order. Errors
+  // (nothing is written): a token id outside the vocabulary, a table without
+  // blocks for its new tokens, a pool of another model's shape.
+  Status Forward(ops::Context& ctx, std::span<const ForwardSeq> seqs, KvPool& kv, Tensor& logits);
+  static int64_t LogitRows(std::span<const ForwardSeq> seqs);
+
+  // One sequence: n_tokens tokens at positions kv.size() .. appended to kv.
+  // logits receives [n_tokens, n_vocab] when all_logits, else [1, n_vocab]
+  // for the last token. RESOURCE_EXHAUSTED when the tokens do not fit.
   Status Forward(ops::Context& ctx, const int32_t* tokens, int64_t n_tokens, KvCache& kv,
                  Tensor& logits, bool all_logits);
 
@@ -100,19 +127,23 @@ class Model {
 };
 
 // The architectures' Forward functions (models/llama.cc, models/gemma3.cc):
-// straight-line layer loops over the ops facade.
+// straight-line layer loops over the ops facade, on a batch whose rows are
+// the sequences' new tokens end to end (Activations holds the per-row
+// token, position and cache row, and each sequence's attention span).
 struct ForwardArgs {
   const ModelConfig& c;
   const Weights& w;
   ops::Context& ctx;
   Activations& a;
-  const int32_t* tokens;
-  int64_t n_tokens;
-  KvCache& kv;
+  int64_t n_tokens;  // rows of the batch
+  KvPool& kv;
   Tensor& logits;
-  bool all_logits;
 };
 void LlamaForward(const ForwardArgs& args);
+// Writes the batch's new keys and values (rows of k, v) into the cache rows
+// of layer l, and attends every sequence over its keys.
+void CacheAndAttend(const ForwardArgs& args, int64_t l, const Tensor& k, const Tensor& v, const Tensor& q,
+                    Tensor& out, const ops::AttentionShape& shape);
 // The shared tail: final norm of the rows whose logits are wanted, the
 // output matrix, optional soft-capping. h is scratch of x's shape.
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h);

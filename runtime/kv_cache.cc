@@ -1,32 +1,27 @@
 #include "runtime/kv_cache.h"
 
-#include <cstdlib>
+#include <climits>
 
 #include "runtime/status.h"
 
 namespace atrium {
 
-void KvCache::Free::operator()(float* p) const { std::free(p); }
-
-KvCache::KvCache(int64_t n_layers, int64_t capacity, int64_t k_dim, int64_t v_dim)
-    : n_layers_(n_layers), capacity_(capacity), k_dim_(k_dim), v_dim_(v_dim) {
-  ATRIUM_CHECK(n_layers > 0 && capacity > 0 && k_dim > 0 && v_dim > 0, "bad kv cache shape");
-  auto alloc = [](int64_t floats) {
-    const size_t bytes = (static_cast<size_t>(floats) * 4 + 63) / 64 * 64;
-    float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    ATRIUM_CHECK(p != nullptr, "out of memory for the kv cache (%zu bytes)", bytes);
-    return p;
-  };
-  for (int64_t l = 0; l < n_layers; ++l) {
-    k_.emplace_back(alloc(capacity * k_dim));
-    v_.emplace_back(alloc(capacity * v_dim));
-  }
+KvCache::KvCache(int64_t n_layers, int64_t capacity, int64_t k_dim, int64_t v_dim) {
+  ATRIUM_CHECK(capacity > 0 && capacity <= INT32_MAX, "kv cache capacity %lld", static_cast<long long>(capacity));
+  StatusOr<std::unique_ptr<KvPool>> pool = KvPool::Create(
+      n_layers, k_dim, v_dim, static_cast<int32_t>(capacity),
+      KvPool::BytesPerBlock(n_layers, k_dim, v_dim, static_cast<int32_t>(capacity)));
+  ATRIUM_CHECK(pool.ok(), "kv cache: %s", pool.status().ToString().c_str());
+  pool_ = std::move(pool).value();
+  StatusOr<int32_t> block = pool_->Allocate();
+  ATRIUM_CHECK(block.ok(), "kv cache: %s", block.status().ToString().c_str());
+  table_.blocks.push_back(*block);
 }
 
 void KvCache::set_size(int64_t n) {
-  ATRIUM_CHECK(n >= 0 && n <= capacity_, "kv size %lld beyond capacity %lld", static_cast<long long>(n),
-               static_cast<long long>(capacity_));
-  size_ = n;
+  ATRIUM_CHECK(n >= 0 && n <= capacity(), "kv size %lld beyond capacity %lld", static_cast<long long>(n),
+               static_cast<long long>(capacity()));
+  table_.n_tokens = n;
 }
 
 }  // namespace atrium

@@ -1,12 +1,13 @@
-// The KV cache of one sequence: per layer, K and V rows of f32 for positions
-// 0..capacity-1. Memory is reserved up front but pages are only touched as
-// positions fill, so a long context costs what is used. The batching issue
-// turns this into a paged block pool; models see it only through k()/v().
+// The KV cache of one sequence: a KvPool holding a single block of
+// `capacity` positions, and that sequence's table. Memory is reserved up
+// front but pages are only touched as positions fill, so a long context costs
+// what is used. Many sequences share one paged KvPool instead (the engine).
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <vector>
+
+#include "runtime/kv_pool.h"
 
 namespace atrium {
 
@@ -14,26 +15,19 @@ class KvCache {
  public:
   KvCache(int64_t n_layers, int64_t capacity, int64_t k_dim, int64_t v_dim);
 
-  int64_t n_layers() const { return n_layers_; }
-  int64_t capacity() const { return capacity_; }
-  int64_t k_dim() const { return k_dim_; }
-  int64_t v_dim() const { return v_dim_; }
+  int64_t capacity() const { return pool_->block_tokens(); }
   // Positions 0..size()-1 hold valid keys and values.
-  int64_t size() const { return size_; }
+  int64_t size() const { return table_.n_tokens; }
   void set_size(int64_t n);
-  void Clear() { size_ = 0; }
+  void Clear() { table_.n_tokens = 0; }
+  int64_t bytes() const { return pool_->bytes_per_block(); }
 
-  float* k(int64_t layer) { return k_[layer].get(); }  // [capacity, k_dim]
-  float* v(int64_t layer) { return v_[layer].get(); }  // [capacity, v_dim]
-  int64_t bytes() const { return n_layers_ * capacity_ * (k_dim_ + v_dim_) * 4; }
+  KvPool& pool() { return *pool_; }
+  BlockTable& table() { return table_; }
 
  private:
-  struct Free {
-    void operator()(float* p) const;
-  };
-  int64_t n_layers_, capacity_, k_dim_, v_dim_;
-  int64_t size_ = 0;
-  std::vector<std::unique_ptr<float, Free>> k_, v_;
+  std::unique_ptr<KvPool> pool_;
+  BlockTable table_;
 };
 
 }  // namespace atrium

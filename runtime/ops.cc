@@ -160,45 +160,85 @@ void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int3
   });
 }
 
-void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
-               int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& s) {
+void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, const AttentionSeq* seqs,
+               int64_t n_seqs, const AttentionShape& s) {
   CheckF32(out, "attention out");
   CheckF32(q, "attention q");
   ATRIUM_CHECK(q.cols() == s.n_heads * s.head_dim && out.cols() == q.cols() && out.rows() == q.rows() &&
-                   s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv_stride >= s.n_kv_heads * s.head_dim &&
-                   q_pos0 + q.rows() <= n_kv,
-               "attention shapes: q %s, %lld kv rows", q.ShapeString().c_str(), static_cast<long long>(n_kv));
+                   s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv.stride >= s.n_kv_heads * s.head_dim,
+               "attention shapes: q %s, out %s", q.ShapeString().c_str(), out.ShapeString().c_str());
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const AttentionSeq& a = seqs[i];
+    ATRIUM_CHECK(a.row0 >= 0 && a.n_tokens >= 0 && a.row0 + a.n_tokens <= q.rows() && a.q_pos0 + a.n_tokens <= a.n_kv &&
+                     (a.blocks == nullptr || kv.block_tokens > 0),
+                 "attention sequence %lld: rows [%lld, +%lld) of %lld, %lld keys", static_cast<long long>(i),
+                 static_cast<long long>(a.row0), static_cast<long long>(a.n_tokens),
+                 static_cast<long long>(q.rows()), static_cast<long long>(a.n_kv));
+  }
   const kernels::CpuKernels& kt = CpuOrDie(ctx);
-  const int64_t n_tokens = q.rows();
   float* od = out.mutable_data<float>();
   const float* qd = q.data<float>();
-  // Work units: (head range, token range). The kernel reads K and V once for
-  // all query heads that share a KV head, so a unit takes the whole group,
-  // unless there are too few groups to keep the threads busy (decode with
-  // one KV head), where single heads are split out instead. Long prompts are
-  // also cut into token ranges of equal causal work: a query at position p
-  // reads p keys, so range i ends at n * sqrt((i + 1) / blocks).
+  // Work units: (sequence, head range, token range). The kernel reads K and V
+  // once for all query heads that share a KV head, so a unit takes the whole
+  // group, unless there are too few units to keep the threads busy (decode of
+  // one sequence with one KV head), where single heads are split out instead.
+  // Long prompts are also cut into token ranges of equal causal work: a query
+  // at position p reads p keys, so range i ends at n * sqrt((i + 1) / blocks).
   const int64_t group = s.n_heads / s.n_kv_heads;
-  const int64_t token_blocks = n_tokens >= 64 ? ctx.n_threads() : 1;
-  const bool whole_groups = s.n_kv_heads * token_blocks >= ctx.n_threads() || group == 1;
+  int64_t max_tokens = 0;
+  for (int64_t i = 0; i < n_seqs; ++i) max_tokens = std::max(max_tokens, seqs[i].n_tokens);
+  const int64_t token_blocks = max_tokens >= 64 ? ctx.n_threads() : 1;
+  const bool whole_groups = n_seqs * s.n_kv_heads * token_blocks >= ctx.n_threads() || group == 1;
   const int64_t head_units = whole_groups ? s.n_kv_heads : s.n_heads;
   const int64_t heads_per_unit = whole_groups ? group : 1;
-  auto token_edge = [&](int64_t i) {
+  const int64_t units_per_seq = head_units * token_blocks;
+  auto token_edge = [&](int64_t n_tokens, int64_t i) {
     return i >= token_blocks ? n_tokens
                              : static_cast<int64_t>(static_cast<double>(n_tokens) *
                                                     std::sqrt(static_cast<double>(i) / token_blocks));
   };
-  ctx.pool().ParallelFor(head_units * token_blocks, 1, [&](int64_t b, int64_t e, int thread) {
-    float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(n_kv));
+  ctx.pool().ParallelFor(n_seqs * units_per_seq, 1, [&](int64_t b, int64_t e, int thread) {
     for (int64_t u = b; u < e; ++u) {
-      const int64_t h0 = (u / token_blocks) * heads_per_unit, tb = u % token_blocks;
-      const int64_t t0 = token_edge(tb), t1 = token_edge(tb + 1);
+      const AttentionSeq& a = seqs[u / units_per_seq];
+      const int64_t h0 = (u % units_per_seq / token_blocks) * heads_per_unit, tb = u % token_blocks;
+      const int64_t t0 = token_edge(a.n_tokens, tb), t1 = token_edge(a.n_tokens, tb + 1);
       if (t0 == t1) continue;
-      kt.attention(od + t0 * out.cols(), out.cols(), qd + t0 * q.cols(), q.cols(), k, v, kv_stride,
-                   t1 - t0, q_pos0 + t0, n_kv, s.n_heads, s.n_kv_heads, s.head_dim, s.scale,
-                   s.softcap, s.window, h0, h0 + heads_per_unit, scratch);
+      float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(a.n_kv));
+      kt.attention(od + (a.row0 + t0) * out.cols(), out.cols(), qd + (a.row0 + t0) * q.cols(), q.cols(), kv.k, kv.v,
+                   kv.stride, a.blocks, kv.block_tokens, t1 - t0, a.q_pos0 + t0, a.n_kv, s.n_heads, s.n_kv_heads,
+                   s.head_dim, s.scale, s.softcap, s.window, h0, h0 + heads_per_unit, scratch);
     }
   });
+}
+
+void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v, int64_t kv_stride,
+               int64_t q_pos0, int64_t n_kv, const AttentionShape& shape) {
+  const AttentionSeq seq{0, q.rows(), q_pos0, n_kv, nullptr};
+  Attention(ctx, out, q, KvRows{k, v, kv_stride, 0}, &seq, 1, shape);
+}
+
+void ScatterRows(Context& ctx, float* dst, int64_t dst_stride, const Tensor& src, const int64_t* rows) {
+  CheckF32(src, "scatter src");
+  ATRIUM_CHECK(dst_stride >= src.cols(), "scatter: rows of %lld floats into a stride of %lld",
+               static_cast<long long>(src.cols()), static_cast<long long>(dst_stride));
+  const float* s = src.data<float>();
+  for (int64_t i = 0; i < src.rows(); ++i) {
+    std::copy_n(s + i * src.cols(), src.cols(), dst + rows[i] * dst_stride);
+  }
+}
+
+void GatherRows(Context& ctx, Tensor& dst, const Tensor& src, const int64_t* rows) {
+  CheckF32(dst, "gather dst");
+  CheckF32(src, "gather src");
+  ATRIUM_CHECK(dst.cols() == src.cols(), "gather: rows of %lld floats into rows of %lld",
+               static_cast<long long>(src.cols()), static_cast<long long>(dst.cols()));
+  const float* s = src.data<float>();
+  float* d = dst.mutable_data<float>();
+  for (int64_t i = 0; i < dst.rows(); ++i) {
+    ATRIUM_CHECK(rows[i] >= 0 && rows[i] < src.rows(), "gather: row %lld of %lld", static_cast<long long>(rows[i]),
+                 static_cast<long long>(src.rows()));
+    std::copy_n(s + rows[i] * src.cols(), src.cols(), d + i * dst.cols());
+  }
 }
 
 namespace {

@@ -63,11 +63,40 @@ struct AttentionShape {
   float softcap = 0.0f;  // 0 = none
   int64_t window = 0;    // 0 = full causal attention
 };
-// out, q: [n_tokens, n_heads * head_dim]; k, v: n_kv rows of n_kv_heads *
-// head_dim floats, kv_stride floats apart; the query tokens sit at positions
-// q_pos0.. and key j at position j.
+// One layer's keys and values: rows of n_kv_heads * head_dim floats, stride
+// floats apart. A sequence's key j is row j of a contiguous cache (blocks
+// null), or row blocks[j / block_tokens] * block_tokens + j % block_tokens of
+// a paged one.
+struct KvRows {
+  const float* k;
+  const float* v;
+  int64_t stride;
+  int64_t block_tokens;
+};
+// One sequence of a batched attention: its query rows [row0, row0 + n_tokens)
+// of q / out sit at positions q_pos0.., and its keys 0..n_kv-1 are visible
+// (causally, and within the window).
+struct AttentionSeq {
+  int64_t row0;
+  int64_t n_tokens;
+  int64_t q_pos0;
+  int64_t n_kv;
+  const int32_t* blocks;  // its block table (null: contiguous)
+};
+// out, q: [total query rows, n_heads * head_dim]. All sequences in one
+// parallel pass, whole GQA groups a work unit.
+void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, const AttentionSeq* seqs,
+               int64_t n_seqs, const AttentionShape& shape);
+// One sequence over a contiguous cache: the query tokens sit at positions
+// q_pos0.. and key j at position j of k / v (kv_stride floats apart).
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
                int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& shape);
+
+// Row i of src [n, cols] is copied to row rows[i] of dst (rows dst_stride
+// floats apart): new keys and values into their cache rows.
+void ScatterRows(Context& ctx, float* dst, int64_t dst_stride, const Tensor& src, const int64_t* rows);
+// Row rows[i] of src is copied to row i of dst [n, cols].
+void GatherRows(Context& ctx, Tensor& dst, const Tensor& src, const int64_t* rows);
 
 void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
 void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);

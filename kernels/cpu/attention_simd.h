@@ -108,19 +108,40 @@ inline void AccumulateRows(float* acc, float corr, const float* p, const float* 
   }
 }
 
+// Where the keys and values of one kv head live: key j is row Row(j) of k
+// and v, rows stride floats apart. A contiguous cache has no blocks; a paged
+// one keeps block_tokens consecutive rows per block.
+struct KeyRows {
+  const float* k;
+  const float* v;
+  int64_t stride;
+  const int32_t* blocks;  // null: key j is row j
+  int64_t block_tokens;
+  int64_t Row(int64_t j) const {
+    return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens;
+  }
+  // How many keys from j on, up to limit, are consecutive rows.
+  int64_t Run(int64_t j, int64_t limit) const {
+    if (blocks == nullptr) return limit;
+    const int64_t left = block_tokens - j % block_tokens;
+    return left < limit ? left : limit;
+  }
+};
+
 // Query heads of one kv head and one token that are attended together, and
 // the largest head_dim the on-stack accumulators hold.
 constexpr int64_t kGroupHeads = 8;
 constexpr int64_t kMaxHeadDim = 512;
 
 // Heads q_heads[0 .. nh) (rows head_dim apart) of one query token over the
-// keys [0, n) of k / v, written to out (rows head_dim apart). Online softmax
-// over blocks of keys: each block of K and V rows is read from memory once
-// and then served from L1 to every head of the group, which is what decode
-// with grouped-query attention is bound by.
+// keys [begin, end) of kv, written to out (rows head_dim apart). Online
+// softmax over blocks of keys: each block of K and V rows is read from memory
+// once and then served from L1 to every head of the group, which is what
+// decode with grouped-query attention is bound by. A block never crosses a
+// block of a paged cache.
 template <class V>
-void AttendGroup(float* out, const float* q_heads, int64_t nh, const float* k, const float* v,
-                 int64_t kv_stride, int64_t n, int64_t head_dim, float scale, float softcap) {
+void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows& kv, int64_t begin, int64_t end,
+                 int64_t head_dim, float scale, float softcap) {
   constexpr int64_t kMaxBlock = 64;
   const int64_t block = head_dim <= 128 ? kMaxBlock : kMaxBlock / 2;  // K block fits in L1
   alignas(64) float acc[kGroupHeads * kMaxHeadDim];
@@ -131,12 +152,12 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const float* k, c
     sum[i] = 0.0f;
     Map1<V>(acc + i * head_dim, acc + i * head_dim, head_dim, [](auto) { return V::Zero(); });
   }
-  for (int64_t j0 = 0; j0 < n; j0 += block) {
-    const int64_t nb = n - j0 < block ? n - j0 : block;
-    const float* kb = k + j0 * kv_stride;
-    const float* vb = v + j0 * kv_stride;
+  for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
+    nb = kv.Run(j0, end - j0 < block ? end - j0 : block);
+    const float* kb = kv.k + kv.Row(j0) * kv.stride;
+    const float* vb = kv.v + kv.Row(j0) * kv.stride;
     for (int64_t i = 0; i < nh; ++i) {
-      AttentionScores<V>(p, q_heads + i * head_dim, kb, kv_stride, nb, head_dim, scale);
+      AttentionScores<V>(p, q_heads + i * head_dim, kb, kv.stride, nb, head_dim, scale);
       if (softcap > 0.0f) SoftCapT<V>(p, nb, softcap);
       const float block_max = MaxOf<V>(p, nb);
       const float new_max = block_max > max[i] ? block_max : max[i];
@@ -145,7 +166,7 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const float* k, c
       const float corr = expf(max[i] - new_max);
       max[i] = new_max;
       sum[i] = sum[i] * corr + ExpShiftSum<V>(p, nb, new_max);
-      AccumulateRows<V>(acc + i * head_dim, corr, p, vb, kv_stride, nb, head_dim);
+      AccumulateRows<V>(acc + i * head_dim, corr, p, vb, kv.stride, nb, head_dim);
     }
   }
   for (int64_t i = 0; i < nh; ++i) {
@@ -154,24 +175,32 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const float* k, c
   }
 }
 
-// One head over the keys [0, n) with the scores in scratch: the path for
-// head_dim > kMaxHeadDim.
+// One head over the keys [begin, end) of kv with the scores in scratch (one
+// float per key): the path for head_dim > kMaxHeadDim.
 template <class V>
-void AttendOne(float* out, const float* qh, const float* k, const float* v, int64_t kv_stride,
-               int64_t n, int64_t head_dim, float scale, float softcap, float* scratch) {
-  AttentionScores<V>(scratch, qh, k, kv_stride, n, head_dim, scale);
+void AttendOne(float* out, const float* qh, const KeyRows& kv, int64_t begin, int64_t end, int64_t head_dim,
+               float scale, float softcap, float* scratch) {
+  const int64_t n = end - begin;
+  for (int64_t j = begin, run = 0; j < end; j += run) {
+    run = kv.Run(j, end - j);
+    AttentionScores<V>(scratch + (j - begin), qh, kv.k + kv.Row(j) * kv.stride, kv.stride, run, head_dim, scale);
+  }
   if (softcap > 0.0f) SoftCapT<V>(scratch, n, softcap);
   const float max = MaxOf<V>(scratch, n);
   const double sum = ExpShiftSum<V>(scratch, n, max);
   Map1<V>(out, out, head_dim, [](auto) { return V::Zero(); });
-  AccumulateRows<V>(out, 0.0f, scratch, v, kv_stride, n, head_dim);
+  for (int64_t j = begin, run = 0; j < end; j += run) {
+    run = kv.Run(j, end - j);
+    AccumulateRows<V>(out, 1.0f, scratch + (j - begin), kv.v + kv.Row(j) * kv.stride, kv.stride, run, head_dim);
+  }
   const auto inv = V::Set1(static_cast<float>(1.0 / sum));
   Map1<V>(out, out, head_dim, [&](auto a) { return V::Mul(a, inv); });
 }
 
 template <class V>
 void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-                const float* v, int64_t kv_stride, int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
+                const float* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
+                int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
   const int64_t group = n_heads / n_kv_heads;
@@ -180,8 +209,7 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
   for (int64_t g = head_begin / group; g * group < head_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;
     const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
-    const float* kh = k + g * head_dim;
-    const float* vh = v + g * head_dim;
+    const KeyRows kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
       // Visible keys are the contiguous range [begin, end).
@@ -194,19 +222,15 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
                 [](auto) { return V::Zero(); });
         continue;
       }
-      const float* kb = kh + begin * kv_stride;
-      const float* vb = vh + begin * kv_stride;
       if (head_dim > kMaxHeadDim) {
         for (int64_t h = h0; h < h1; ++h) {
-          AttendOne<V>(ot + h * head_dim, qt + h * head_dim, kb, vb, kv_stride, end - begin,
-                       head_dim, scale, softcap, scratch);
+          AttendOne<V>(ot + h * head_dim, qt + h * head_dim, kv, begin, end, head_dim, scale, softcap, scratch);
         }
         continue;
       }
       for (int64_t h = h0; h < h1; h += kGroupHeads) {
         const int64_t nh = h1 - h < kGroupHeads ? h1 - h : kGroupHeads;
-        AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kb, vb, kv_stride, end - begin,
-                       head_dim, scale, softcap);
+        AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kv, begin, end, head_dim, scale, softcap);
       }
     }
   }

@@ -120,10 +120,12 @@ void Scale(float* x, int64_t n, float s) {
 // double), weighted sum of V scaled by the reciprocal of the sum (as the
 // final step of ggml's flash attention). A query that sees no key gets zeros.
 void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-               const float* v, int64_t kv_stride, int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
+               const float* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
+               int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
   const int64_t group = n_heads / n_kv_heads;
+  auto row = [&](int64_t j) { return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens; };
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t p = q_pos0 + t;
     for (int64_t h = head_begin; h < head_end; ++h) {
@@ -140,7 +142,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
           continue;
         }
         float dot = 0.0f;
-        for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kh[j * kv_stride + d];
+        for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kh[row(j) * kv_stride + d];
         float s = scale * dot;
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         scratch[j] = s;
@@ -156,7 +158,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
       }
       for (int64_t j = 0; j < n_kv; ++j) {
         if (scratch[j] == 0.0f) continue;
-        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * vh[j * kv_stride + d];
+        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * vh[row(j) * kv_stride + d];
       }
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t d = 0; d < head_dim; ++d) oh[d] *= inv;

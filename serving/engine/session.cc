@@ -1,5 +1,7 @@
 #include "serving/engine/session.h"
 
+#include "serving/engine/text_stream.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -8,21 +10,6 @@ namespace {
 
 double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Length of the longest suffix of `text` that is a proper prefix of a stop
-// string: that much must be held back, it may yet become a stop.
-size_t HeldBack(std::string_view text, const std::vector<std::string>& stops) {
-  size_t held = 0;
-  for (const std::string& s : stops) {
-    for (size_t len = std::min(text.size(), s.size() - 1); len > held; --len) {
-      if (text.substr(text.size() - len) == std::string_view(s).substr(0, len)) {
-        held = len;
-        break;
-      }
-    }
-  }
-  return held;
 }
 
 }  // namespace
@@ -77,22 +64,18 @@ StatusOr<GenerationResult> Session::Generate(const std::vector<int32_t>& prompt,
   r.prefilled_tokens = n_new;
   r.prefill_seconds = Since(t0);
 
-  StreamDecoder decoder(tokenizer_);
-  std::string pending;  // decoded text not yet emitted (may start a stop string)
+  TextStream text(tokenizer_, options.stop);
   bool cancelled = false;
-  auto emit = [&](size_t n) {
-    if (n == 0) return;
+  auto emit = [&](const std::string& delta) {
+    if (delta.empty()) return;
     if (r.text.empty()) r.first_token_seconds = Since(t0);
-    const std::string_view delta(pending.data(), n);
-    r.text.append(delta);
+    r.text += delta;
     if (on_text && !on_text(delta)) cancelled = true;
-    pending.erase(0, n);
   };
 
   const auto t_decode = std::chrono::steady_clock::now();
   r.finish_reason = "length";
   const int32_t n_vocab = static_cast<int32_t>(model_.config().n_vocab);
-  bool stopped_by_text = false;
   for (int32_t i = 0; i < options.max_tokens; ++i) {
     const int32_t token = sampler.Sample(logits_.mutable_data<float>(), n_vocab);
     const bool stop_token =
@@ -103,17 +86,11 @@ StatusOr<GenerationResult> Session::Generate(const std::vector<int32_t>& prompt,
     }
     sampler.Accept(token);
     r.tokens.push_back(token);
-    pending += decoder.Push(token);
-    // A stop string ends generation; the text before it is emitted.
-    size_t stop_at = std::string::npos;
-    for (const std::string& s : options.stop) stop_at = std::min(stop_at, pending.find(s));
-    if (stop_at != std::string::npos) {
-      emit(stop_at);
+    emit(text.Push(token));
+    if (text.stopped()) {
       r.finish_reason = "stop";
-      stopped_by_text = true;
       break;
     }
-    emit(pending.size() - HeldBack(pending, options.stop));
     if (cancelled) {
       r.finish_reason = "cancelled";
       break;
@@ -126,11 +103,7 @@ StatusOr<GenerationResult> Session::Generate(const std::vector<int32_t>& prompt,
     RETURN_IF_ERROR(model_.Forward(ctx_, &token, 1, *kv_, logits_, false));
     history_.push_back(token);
   }
-  if (!stopped_by_text) {
-    // Whatever was held back (a possible stop prefix, a cut UTF-8 tail) is final now.
-    pending += decoder.Flush();
-    emit(pending.size());
-  }
+  emit(text.Flush());
   r.decode_seconds = Since(t_decode);
   return r;
 }

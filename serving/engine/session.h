@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "models/model.h"
@@ -27,6 +28,14 @@ struct GenerationOptions {
   Status Validate() const;
 };
 
+// A token's log-probability under the model (from the raw logits, before
+// any sampling filter), with the most likely alternatives at that position.
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // (token, logprob), most likely first
+};
+
 struct GenerationResult {
   std::vector<int32_t> tokens;  // generated ids (without a stop token)
   std::string text;             // emitted text (stop string excluded)
@@ -36,6 +45,9 @@ struct GenerationResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   double first_token_seconds = 0;  // from the call to the first emitted token
+  std::vector<TokenLogprob> logprobs;         // per generated token, when asked for
+  std::vector<TokenLogprob> prompt_logprobs;  // echo: per prompt token (the first has none: logprob 0)
+  int64_t preemptions = 0;                    // times the engine recomputed it to free KV blocks
 };
 
 class Session {

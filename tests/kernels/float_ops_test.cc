@@ -2,6 +2,7 @@
 // reference (sizes with odd tails, misaligned pointers, the aliasing the
 // contract allows), and the scalar reference itself against plain
 // double-precision formulas.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -293,20 +294,40 @@ std::string Describe(const AttnCase& c) {
 
 // Runs `table`'s attention on deterministic inputs with padded, misaligned
 // rows; returns the whole output buffer (rows padded, pre-filled with 7).
-std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int off) {
+// With block_tokens > 0 the same keys and values sit in a paged cache: blocks
+// of block_tokens rows in a shuffled order, with unused blocks in between.
+std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int off, int64_t block_tokens = 0) {
   const int64_t q_stride = c.n_heads * c.head_dim + 3;
   const int64_t out_stride = c.n_heads * c.head_dim + 1;
   const int64_t kv_stride = c.n_kv_heads * c.head_dim + 5;
   Shifted q(Random(c.n_tokens * q_stride, -2.0f, 2.0f, 51), off);
-  Shifted k(Random(c.n_kv * kv_stride, -2.0f, 2.0f, 52), (off + 1) % 4);
-  Shifted v(Random(c.n_kv * kv_stride, -1.0f, 1.0f, 53), (off + 2) % 4);
+  std::vector<float> kc = Random(c.n_kv * kv_stride, -2.0f, 2.0f, 52);
+  std::vector<float> vc = Random(c.n_kv * kv_stride, -1.0f, 1.0f, 53);
+  std::vector<int32_t> blocks;
+  if (block_tokens > 0) {
+    const int64_t n_blocks = (c.n_kv + block_tokens - 1) / block_tokens;
+    for (int64_t b = 0; b < n_blocks; ++b) blocks.push_back(static_cast<int32_t>(2 * b + 1));
+    std::shuffle(blocks.begin(), blocks.end(), std::mt19937(54));
+    const int64_t pool_rows = (2 * n_blocks + 1) * block_tokens;
+    std::vector<float> kp = Random(pool_rows * kv_stride, -9.0f, 9.0f, 55);  // garbage in unused rows
+    std::vector<float> vp = Random(pool_rows * kv_stride, -9.0f, 9.0f, 56);
+    for (int64_t j = 0; j < c.n_kv; ++j) {
+      const int64_t row = blocks[j / block_tokens] * block_tokens + j % block_tokens;
+      std::copy_n(kc.begin() + j * kv_stride, kv_stride, kp.begin() + row * kv_stride);
+      std::copy_n(vc.begin() + j * kv_stride, kv_stride, vp.begin() + row * kv_stride);
+    }
+    kc = std::move(kp);
+    vc = std::move(vp);
+  }
+  Shifted k(kc, (off + 1) % 4);
+  Shifted v(vc, (off + 2) % 4);
   Shifted out(std::vector<float>(c.n_tokens * out_stride, 7.0f), (off + 3) % 4);
   std::vector<float> scratch(c.n_kv + 1);
   const int64_t head_end = c.head_end == 0 ? c.n_heads : c.head_end;
   table.attention(out.data(), out_stride, q.data(), q_stride, k.data(), v.data(), kv_stride,
-                  c.n_tokens, c.q_pos0, c.n_kv, c.n_heads, c.n_kv_heads, c.head_dim,
-                  1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.softcap, c.window,
-                  c.head_begin, head_end, scratch.data());
+                  blocks.empty() ? nullptr : blocks.data(), block_tokens, c.n_tokens, c.q_pos0, c.n_kv,
+                  c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                  c.softcap, c.window, c.head_begin, head_end, scratch.data());
   return out.values();
 }
 
@@ -352,6 +373,25 @@ TEST(FloatOpsTest, AttentionMatchesScalar) {
       const auto want = RunAttention(Scalar(), c, off);
       const auto got = RunAttention(*t, c, off);
       ExpectClose(got, want, 1e-5, 2e-6, std::string(t->name) + " attention " + Describe(c));
+    }
+  }
+}
+
+// A paged cache holds the same keys as a contiguous one: the scalar kernel
+// gives identical results (same order of operations), every SIMD kernel
+// agrees with it, for block sizes that split the kernels' key blocks.
+TEST(FloatOpsTest, PagedAttentionMatchesContiguous) {
+  int off = 0;
+  for (const AttnCase& c : kAttnCases) {
+    off = (off + 1) % 4;
+    const auto want = RunAttention(Scalar(), c, off);
+    for (int64_t block_tokens : {1, 5, 16, 64}) {
+      const std::string what = "block_tokens " + std::to_string(block_tokens) + " " + Describe(c);
+      ExpectClose(RunAttention(Scalar(), c, off, block_tokens), want, 0, 0, "scalar paged attention " + what);
+      FOR_EACH_SIMD_TABLE(t) {
+        ExpectClose(RunAttention(*t, c, off, block_tokens), want, 1e-5, 2e-6,
+                    std::string(t->name) + " paged attention " + what);
+      }
     }
   }
 }
@@ -447,7 +487,7 @@ TEST(FloatOpsReferenceTest, AttentionOverOneKeyReturnsV) {
   const auto q = Random(head_dim, -1, 1, 67), k = Random(head_dim, -1, 1, 68),
              v = Random(head_dim, -1, 1, 69);
   std::vector<float> out(head_dim), scratch(1);
-  Scalar().attention(out.data(), head_dim, q.data(), head_dim, k.data(), v.data(), head_dim, 1, 0,
+  Scalar().attention(out.data(), head_dim, q.data(), head_dim, k.data(), v.data(), head_dim, nullptr, 0, 1, 0,
                      1, 1, 1, head_dim, 0.125f, 0.0f, 0, 0, 1, scratch.data());
   for (int64_t d = 0; d < head_dim; ++d) EXPECT_EQ(out[d], v[d]);
 }

@@ -248,6 +248,104 @@ TEST(ModelTest, Gemma3IncrementalEqualsBatch) {
   ExpectIncrementalEqualsBatch(s);
 }
 
+// A ragged batch on a paged pool: sequences at different positions, some
+// scoring every token, some decoding one, give the logits each gets alone on
+// its own contiguous cache.
+void ExpectRaggedBatchEqualsAlone(const TinySpec& spec) {
+  std::vector<uint8_t> image;
+  std::unique_ptr<Model> m = LoadTiny(spec, &image);
+  ASSERT_NE(m, nullptr);
+  ops::Context ctx(2);
+  struct Case {
+    int history, n_new;
+    bool all_logits;
+  };
+  const std::vector<Case> cases = {{0, 5, true}, {3, 1, false}, {7, 1, true}, {12, 3, false}, {9, 9, true}};
+  StatusOr<std::unique_ptr<KvPool>> pool = m->NewKvPool(4, 64 * KvPool::BytesPerBlock(spec.n_layers, m->config().k_dim(), m->config().v_dim(), 4));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<BlockTable> tables(cases.size());
+  std::vector<Tensor> alone;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    tokens.push_back(Tokens(c.history + c.n_new, spec.n_vocab, 100 + static_cast<uint32_t>(i)));
+    // Alone, on a contiguous cache.
+    auto kv = m->NewKvCache(c.history + c.n_new);
+    Tensor scratch = Tensor::Empty(DType::kF32, {1, spec.n_vocab});
+    if (c.history > 0) ASSERT_TRUE(m->Forward(ctx, tokens[i].data(), c.history, *kv, scratch, false).ok());
+    alone.push_back(Tensor::Empty(DType::kF32, {c.all_logits ? c.n_new : 1, spec.n_vocab}));
+    ASSERT_TRUE(m->Forward(ctx, tokens[i].data() + c.history, c.n_new, *kv, alone.back(), c.all_logits).ok());
+    // The history into the pool, one sequence at a time.
+    ASSERT_TRUE((*pool)->Reserve(tables[i], c.history + c.n_new).ok());
+    if (c.history > 0) {
+      const ForwardSeq seq{tokens[i].data(), c.history, &tables[i], false};
+      ASSERT_TRUE(m->Forward(ctx, std::span<const ForwardSeq>(&seq, 1), **pool, scratch).ok());
+    }
+  }
+  std::vector<ForwardSeq> batch;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    batch.push_back(ForwardSeq{tokens[i].data() + cases[i].history, cases[i].n_new, &tables[i], cases[i].all_logits});
+  }
+  Tensor logits = Tensor::Empty(DType::kF32, {Model::LogitRows(batch), spec.n_vocab});
+  ASSERT_TRUE(m->Forward(ctx, batch, **pool, logits).ok());
+  // Float weights: only summation order differs. Quantized weights quantize
+  // their activations too, and a last-bit difference in an activation can
+  // move it across a rounding edge (one quantum, 1/127 of its block's
+  // maximum): 1% of the logit range allows that, while a wrong position or
+  // cache row moves logits by whole units.
+  int64_t row = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(tables[i].n_tokens, cases[i].history + cases[i].n_new);
+    for (int64_t r = 0; r < alone[i].rows(); ++r, ++row) {
+      const float* want = alone[i].data<float>() + r * spec.n_vocab;
+      const auto [lo, hi] = std::minmax_element(want, want + spec.n_vocab);
+      const double tol = spec.matrix_type == DType::kF32 ? 1e-3 : 0.01 * (*hi - *lo);
+      for (int v = 0; v < spec.n_vocab; ++v) {
+        ASSERT_NEAR(logits.data<float>()[row * spec.n_vocab + v], want[v], tol) << "sequence " << i << " row " << r;
+      }
+    }
+  }
+  for (BlockTable& t : tables) (*pool)->Release(t);
+  EXPECT_EQ((*pool)->free_blocks(), (*pool)->total_blocks());
+}
+
+TEST(ModelTest, LlamaRaggedBatchOnPagedCacheEqualsAlone) {
+  TinySpec s;
+  s.dim = 256;
+  s.ffn_dim = 512;
+  s.head_dim = 64;
+  ExpectRaggedBatchEqualsAlone(s);
+  s.matrix_type = DType::kQ8_0;
+  ExpectRaggedBatchEqualsAlone(s);
+  s.matrix_type = DType::kQ4_K;
+  ExpectRaggedBatchEqualsAlone(s);
+}
+
+TEST(ModelTest, Gemma3RaggedBatchOnPagedCacheEqualsAlone) {
+  TinySpec s;
+  s.arch = "gemma3";
+  s.sliding_window = 4;
+  s.swa_pattern = 2;
+  ExpectRaggedBatchEqualsAlone(s);
+}
+
+TEST(ModelTest, BatchWithoutReservedBlocksIsAnError) {
+  std::vector<uint8_t> image;
+  std::unique_ptr<Model> m = LoadTiny(TinySpec{}, &image);
+  ops::Context ctx(1);
+  StatusOr<std::unique_ptr<KvPool>> pool = m->NewKvPool(4, 1 << 20);
+  ASSERT_TRUE(pool.ok());
+  BlockTable table;
+  ASSERT_TRUE((*pool)->Reserve(table, 4).ok());
+  const int32_t five[] = {1, 2, 3, 4, 5};
+  const ForwardSeq seq{five, 5, &table, false};
+  Tensor logits = Tensor::Empty(DType::kF32, {1, 96});
+  const Status s = m->Forward(ctx, std::span<const ForwardSeq>(&seq, 1), **pool, logits);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_EQ(table.n_tokens, 0);
+  (*pool)->Release(table);
+}
+
 TEST(ModelTest, ConfigComesFromMetadata) {
   TinySpec s;
   s.arch = "gemma3";

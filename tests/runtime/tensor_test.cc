@@ -63,7 +63,7 @@ TEST(DTypeTest, UnknownTypeIdIsNotKnown) {
 TEST(KvCacheTest, SizeAndCapacity) {
   KvCache kv(2, 16, 8, 8);
   EXPECT_EQ(kv.size(), 0);
-  kv.k(1)[15 * 8 + 7] = 1.0f;  // last float of the last layer's K is writable
+  kv.pool().k(1)[kv.pool().Slot(kv.table(), 15) * 8 + 7] = 1.0f;  // last float of the last layer's K is writable
   kv.set_size(16);
   EXPECT_EQ(kv.size(), 16);
   EXPECT_DEATH(kv.set_size(17), "capacity");

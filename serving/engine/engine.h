@@ -1,0 +1,146 @@
+// The batching engine of one model: many concurrent generation requests,
+// continuous (iteration-level) batching over a paged KV cache with a prefix
+// cache. Each Step asks the scheduler (a pure function) for a plan, runs one
+// ragged Forward over every scheduled sequence (weights read once for all),
+// then samples, streams and finishes. Submit and Cancel may be called from
+// any thread; Step from one thread at a time (a StepLoop).
+//
+// Lifecycle of a request: queued -> prefill (in chunks) -> decode ->
+// finished (stop, length, context) / cancelled / deadline exceeded / failed.
+// A preempted request goes back to the front of the queue and is recomputed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "models/model.h"
+#include "models/tokenizer/tokenizer.h"
+#include "runtime/kv_pool.h"
+#include "serving/engine/prefix_cache.h"
+#include "serving/engine/request.h"
+#include "serving/engine/scheduler.h"
+#include "serving/engine/session.h"
+
+namespace atrium {
+
+struct EngineOptions {
+  int32_t block_tokens = 16;
+  int64_t kv_budget_bytes = int64_t{256} << 20;  // the paged KV pool
+  size_t max_queue = 1024;                       // waiting requests; beyond, Submit refuses
+  SchedulerConfig scheduler;
+  bool prefix_cache = true;
+  int64_t context = 0;  // tokens per sequence at most (0: the model's context length)
+};
+
+// What one step gives a request. Spans are valid during the callback only.
+struct StreamDelta {
+  std::string_view text;                 // newly final text (never a split UTF-8 character)
+  std::span<const int32_t> tokens;       // newly generated tokens
+  std::span<const TokenLogprob> logprobs;  // one per new token, when asked for
+};
+
+struct EngineRequest {
+  // The prefix cache's namespace: everything besides the tokens that decides
+  // the keys and values, and the isolation boundary (tenant). The same
+  // tokens under another namespace never share cached blocks.
+  std::string ns;
+  std::vector<int32_t> prompt;
+  GenerationOptions options;
+  int32_t logprobs = -1;  // < 0: none; k >= 0: each generated token's logprob and its k best alternatives
+  bool echo = false;      // logprobs of the prompt tokens too (scoring text); bypasses the prefix cache
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Called from the step thread. Returning false cancels the request.
+  std::function<bool(const StreamDelta&)> on_delta;
+  // Called exactly once, from the step thread (or from ~Engine): OK with a
+  // finish_reason of "stop", "length" or "context"; CANCELLED,
+  // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (can never fit) or an internal
+  // error otherwise, with what was generated until then.
+  std::function<void(const Status&, const GenerationResult&)> on_done;
+};
+
+struct EngineStats {
+  int64_t waiting = 0;
+  int64_t running = 0;
+  int32_t kv_blocks_total = 0;
+  int32_t kv_blocks_used = 0;    // held by sequences or by the prefix cache
+  int64_t kv_blocks_cached = 0;  // held by the prefix cache
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t finished = 0;
+  PrefixCacheStats prefix;
+};
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Create(Model& model, const Tokenizer& tokenizer,
+                                                  const EngineOptions& options);
+  // Requests still queued or running end with UNAVAILABLE.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Takes the request on success and returns its id. INVALID_ARGUMENT for a
+  // bad request, RESOURCE_EXHAUSTED at once when the queue is full; then the
+  // request stays with the caller and its callbacks are never called.
+  StatusOr<int64_t> Submit(std::unique_ptr<EngineRequest>& request);
+  // Ends the request at the next step (its blocks return to the pool then).
+  void Cancel(int64_t id);
+
+  // One iteration: schedule, forward, sample, stream, finish. Returns false
+  // when there was nothing to do.
+  bool Step(ops::Context& ctx);
+  // Whether a Step would find work (requests queued or running).
+  bool HasWork() const;
+  EngineStats stats() const;
+  const Model& model() const { return model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  struct Sequence;
+  Engine(Model& model, const Tokenizer& tokenizer, const EngineOptions& options, std::unique_ptr<KvPool> pool);
+
+  // Under mu_: inbox and cancellations into the engine's own state.
+  void TakeArrivals();
+  void ExpireAndCancel();
+  SchedulerInput BuildInput() const;
+  // Samples from one logit row; false when the sequence finished.
+  bool SampleNext(Sequence& s, float* logits);
+  void ScorePrompt(Sequence& s, int64_t start, int64_t n_rows, const float* logits);
+  // Ends a running (or, with running = false, a dropped) sequence.
+  void Finish(Sequence& s, const Status& status, const std::string& reason);
+  void RemoveFinished();
+  std::string_view CacheNamespace(const Sequence& s) const;
+
+  Model& model_;
+  const Tokenizer& tokenizer_;
+  EngineOptions options_;
+  int64_t context_;
+  std::unique_ptr<KvPool> pool_;
+  std::unique_ptr<PrefixCache> cache_;
+
+  mutable std::mutex mu_;  // guards inbox_, cancelled_, n_waiting_, stats_ snapshot fields
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::unordered_set<int64_t> cancelled_;
+  int64_t next_id_ = 1;
+  int64_t n_waiting_ = 0;  // inbox + queue, for Submit's bound
+  int64_t n_running_ = 0;
+
+  // Step-thread state.
+  RequestQueue<Sequence> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // admission order
+  std::unordered_map<int64_t, Sequence*> by_id_;
+  Tensor logits_;
+  std::vector<float> scratch_;  // one logit row for logprobs
+  EngineStats stats_;
+};
+
+}  // namespace atrium
