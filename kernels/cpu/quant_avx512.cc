@@ -93,189 +93,7 @@ inline XPair LoadXPair(const uint8_t* p) {
   return x;
 }
 
-// ---------------------------------------------------------------------------
-// Prefill over tiles of 16 rows in transposed order (every quantized type).
-//
-// The row-major tiles pay the scale work of a block (convert, multiply the
-// two scales, accumulate) for every row and token: four float ops per 64
-// weights, which bound Gemma 3's Q5_0 prefill. Here a tile of 16 weight rows
-// is unpacked once into dword-interleaved lines: line j holds elements
-// 4j..4j+3 of all 16 rows, so one vpdpbusd against a broadcast group of four
-// activation bytes advances all 16 rows, and after the lines of a sub-block
-// (the elements that share one scale: 32, or 16 for Q6_K) each int32 lane
-// holds one row's sub-block sum. The scale work then runs once per 16 rows,
-// and the results are 16 contiguous outputs (no horizontal sum).
-//
-// Every type reduces to one of two forms per sub-block, with quants q >= 0:
-//   biased:  w = d * (q - kBias)  ->  d * dx * (sum(q a) - kBias * sum(a))
-//   affine:  w = d * q + m        ->  d * dx * sum(q a) + m * dx * sum(a)
-// A weight type U provides: XBlock (its activation block type), kSub, kBias
-// (0 for affine types), kAffine, and UnpackRow(row, n_in, q, d, m), which
-// writes a row's quants (unsigned, element order) and its per-sub-block
-// scales d and offsets m as f32.
-constexpr int kTileRows = 16;
-struct alignas(64) Line {
-  uint8_t b[64];
-};
-struct TransposedTile {
-  std::vector<Line> q;  // [n_in / 4]: line j = elements 4j..4j+3 of rows 0..15
-  std::vector<Line> d;  // [n_sub]: the 16 rows' sub-block scales
-  std::vector<Line> m;  // [n_sub]: the 16 rows' sub-block offsets (affine types)
-  std::vector<uint8_t> row_q;  // [n_in] one row unpacked
-  std::vector<float> row_d, row_m;  // [n_sub]
-};
-// Per token and sub-block, what the activation contributes besides its
-// quants: its scale dx, and either the bias correction -kBias * sum(a) or,
-// for affine types, dx * sum(a).
-struct TokenBlocks {
-  std::vector<float> d;       // [n_tokens * n_sub]
-  std::vector<int32_t> bias;  // [n_tokens * n_sub] (biased types)
-  std::vector<float> s;       // [n_tokens * n_sub] (affine types)
-};
-
-// Element e of an activation row: its block and place in the block.
-template <typename BlockX>
-inline const uint8_t* XQuantAt(const uint8_t* row, int64_t e) {
-  constexpr int64_t kElems = std::is_same_v<BlockX, BlockQ8_K> ? kQK_K : kQK;
-  return row + (e / kElems) * static_cast<int64_t>(sizeof(BlockX)) + offsetof(BlockX, qs) + e % kElems;
-}
-
-// The sum of a Q8_0 block's 32 quants: bias to unsigned, then vpsadbw.
-inline int32_t SumQ8(const int8_t* qs) {
-  const __m256i u = _mm256_xor_si256(Load256(qs), _mm256_set1_epi8(static_cast<char>(0x80)));
-  const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
-  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  return static_cast<int32_t>(_mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1)) - kQK * 128;
-}
-
-template <typename U>
-void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
-  using BlockX = typename U::XBlock;
-  constexpr bool kQ8K = std::is_same_v<BlockX, BlockQ8_K>;
-  constexpr int64_t kSubsPerBlock = (kQ8K ? kQK_K : kQK) / U::kSub;
-  const int64_t n_sub = a.n_in / U::kSub, n_blocks = n_sub / kSubsPerBlock;
-  const size_t n = static_cast<size_t>(n_tokens * n_sub);
-  x.d.resize(n);
-  if constexpr (U::kAffine) {
-    x.s.resize(n);
-  } else {
-    x.bias.resize(n);
-  }
-  // Raw pointers, for the reason UnpackTransposed gives.
-  float* d = x.d.data();
-  float* s = x.s.data();
-  int32_t* bias = x.bias.data();
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const BlockX& blk = blocks[b];
-      for (int64_t k = 0; k < kSubsPerBlock; ++k) {
-        const int64_t i = t * n_sub + b * kSubsPerBlock + k;
-        int32_t sum = 0;  // of the sub-block's activation quants
-        if constexpr (kQ8K) {
-          d[i] = LoadD(&blk);
-          for (int h = 0; h < U::kSub / 16; ++h) sum += blk.bsums[k * (U::kSub / 16) + h];
-        } else {
-          d[i] = F16(&blk.d);
-          if constexpr (!U::kAffine) sum = SumQ8(blk.qs);
-        }
-        if constexpr (!U::kAffine) {
-          bias[i] = -U::kBias * sum;
-        } else if constexpr (kQ8K) {
-          s[i] = d[i] * static_cast<float>(sum);
-        } else {
-          s[i] = F16(&blk.s);  // Q8_1 stores d * sum
-        }
-      }
-    }
-  }
-}
-
-// Unpacks rows row0..row0+15 into `tile`.
-template <typename U>
-void UnpackTransposed(const MatmulArgs& a, int64_t row0, TransposedTile& tile) {
-  const int64_t n_sub = a.n_in / U::kSub;
-  tile.q.resize(static_cast<size_t>(a.n_in / 4));
-  tile.d.resize(static_cast<size_t>(n_sub));
-  tile.m.resize(U::kAffine ? static_cast<size_t>(n_sub) : 0);
-  tile.row_q.resize(static_cast<size_t>(a.n_in));
-  tile.row_d.resize(static_cast<size_t>(n_sub));
-  tile.row_m.resize(static_cast<size_t>(n_sub));
-  // Raw pointers: through the thread_local vectors the compiler would reload
-  // every data pointer after each store.
-  Line* lines = tile.q.data();
-  Line* d = tile.d.data();
-  Line* m = tile.m.data();
-  uint8_t* row_q = tile.row_q.data();
-  float* row_d = tile.row_d.data();
-  float* row_m = tile.row_m.data();
-  const int64_t n_lines = a.n_in / 4;
-  for (int r = 0; r < kTileRows; ++r) {
-    U::UnpackRow(a.w + (row0 + r) * a.w_row_bytes, a.n_in, row_q, row_d, row_m);
-    for (int64_t j = 0; j < n_lines; ++j) std::memcpy(lines[j].b + 4 * r, row_q + 4 * j, 4);
-    for (int64_t j = 0; j < n_sub; ++j) {
-      std::memcpy(d[j].b + 4 * r, row_d + j, 4);
-      if constexpr (U::kAffine) std::memcpy(m[j].b + 4 * r, row_m + j, 4);
-    }
-  }
-}
-
-// C tokens (tok0..) against the unpacked tile: out[t][row0..row0+15].
-template <typename U, int C>
-void TransposedTokens(const MatmulArgs& a, const TransposedTile& tile, const TokenBlocks& x, int64_t row0,
-                      int64_t tok0) {
-  constexpr int kLines = U::kSub / 4;
-  const int64_t n_sub = a.n_in / U::kSub;
-  __m512 acc[C];
-  const uint8_t* xrow[C];
-  for (int c = 0; c < C; ++c) {
-    acc[c] = _mm512_setzero_ps();
-    xrow[c] = a.x + (tok0 + c) * a.x_stride;
-  }
-  for (int64_t j = 0; j < n_sub; ++j) {
-    __m512i w[kLines];
-    for (int g = 0; g < kLines; ++g) w[g] = _mm512_load_si512(tile.q[j * kLines + g].b);
-    const __m512 dw = _mm512_load_ps(tile.d[j].b);
-    for (int c = 0; c < C; ++c) {
-      const uint8_t* q = XQuantAt<typename U::XBlock>(xrow[c], j * U::kSub);
-      const int64_t i = (tok0 + c) * n_sub + j;
-      // Two partial sums halve the vpdpbusd dependency chain.
-      __m512i s0 = U::kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
-      __m512i s1 = _mm512_setzero_si512();
-      for (int g = 0; g < kLines; g += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g))));
-        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g + 4))));
-      }
-      const __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-      acc[c] = _mm512_fmadd_ps(sum, _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i])), acc[c]);
-      if constexpr (U::kAffine) acc[c] = _mm512_fmadd_ps(_mm512_load_ps(tile.m[j].b), _mm512_set1_ps(x.s[i]), acc[c]);
-    }
-  }
-  for (int c = 0; c < C; ++c) _mm512_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, acc[c]);
-}
-
-// Rows [row_begin, row_end) in whole tiles of 16; returns the first row not
-// done (the caller runs the rest on the row-major tiles).
-template <typename U>
-int64_t PrefillTransposed(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  if (row_end - row_begin < kTileRows) return row_begin;
-  thread_local TransposedTile tile;
-  thread_local TokenBlocks x;
-  PrepareTokenBlocks<U>(a, n_tokens, x);
-  int64_t r = row_begin;
-  for (; r + kTileRows <= row_end; r += kTileRows) {
-    UnpackTransposed<U>(a, r, tile);
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) TransposedTokens<U, 4>(a, tile, x, r, t);
-    switch (n_tokens - t) {
-      case 3: TransposedTokens<U, 3>(a, tile, x, r, t); break;
-      case 2: TransposedTokens<U, 2>(a, tile, x, r, t); break;
-      case 1: TransposedTokens<U, 1>(a, tile, x, r, t); break;
-      default: break;
-    }
-  }
-  return r;
-}
+#include "kernels/cpu/tiles_avx512.h"
 
 struct WPair {
   __m512i q;  // unsigned (biased) quants
@@ -304,7 +122,7 @@ struct Q32Pair {
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.d, x.d), acc);
     if constexpr (kAffine) acc = _mm512_fmadd_ps(w.m, x.s, acc);
   }
-  // Prefill (quant_simd.h's Matmul calls this when there are enough tokens).
+  // The 16-row tiles of tiles_avx512.h (quant_simd.h's Matmul hands them every call).
   using XBlock = BlockX;
   static constexpr int kSub = kQK;
   static constexpr int kBias = kBiasQ;
@@ -322,8 +140,24 @@ struct Q32Pair {
       if constexpr (kAffine) m[b] = F16(&blocks[b].m);
     }
   }
-  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-    return PrefillTransposed<Derived>(a, n_tokens, row_begin, row_end);
+  static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    MatmulTiles<Derived>(a, n_tokens, row_begin, row_end);
+  }
+  // Decode: a unit is a pair of blocks (kBlock = 64).
+  static void UnpackUnit(const uint8_t* row, int64_t e, int64_t n_in, __m512i* q) {
+    const auto* blocks = reinterpret_cast<const BlockW*>(row);
+    const int64_t b = e / kQK;
+    q[0] = Derived::Quants(blocks[b], blocks[b + 1 < n_in / kQK ? b + 1 : b]);
+  }
+  // One gather per block fetches d (and m, the next two bytes) of 16 rows.
+  static void UnitScales(const uint8_t* w, int64_t, __m512i offsets, int64_t, int64_t e, int64_t n_in, __m512* d,
+                         __m512* m) {
+    const int64_t b = e / kQK;
+    for (int64_t k = 0; k < 2 && b + k < n_in / kQK; ++k) {
+      const __m512i g = _mm512_i32gather_epi32(offsets, w + (b + k) * sizeof(BlockW), 1);
+      d[k] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+      if constexpr (kAffine) m[k] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    }
   }
 };
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
@@ -417,7 +251,7 @@ inline void AccQ45K(__m512& acc, const UnpackedQ45K& w, const BlockQ8_K* x) {
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dx * w.d), acc);
   acc = _mm512_fmadd_ps(_mm512_zextps128_ps512(_mm_cvtepi32_ps(mins)), _mm512_set1_ps(-dx * w.dmin), acc);
 }
-// Q4_K / Q5_K in the transposed prefill: affine over 32-element sub-blocks,
+// Q4_K / Q5_K in the 16-row tiles: affine over 32-element sub-blocks,
 // w = (d * scale) * q + (-dmin * min).
 template <bool kHasHigh, typename BlockW, typename Derived>
 struct Q45K : KQuant<BlockW> {
@@ -443,8 +277,32 @@ struct Q45K : KQuant<BlockW> {
       }
     }
   }
-  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-    return PrefillTransposed<Derived>(a, n_tokens, row_begin, row_end);
+  static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    MatmulTiles<Derived>(a, n_tokens, row_begin, row_end);
+  }
+  // Decode: a unit is a super-block.
+  static void UnpackUnit(const uint8_t* row, int64_t e, int64_t, __m512i* q) {
+    const UnpackedQ45K u = UnpackQ45K<kHasHigh>(reinterpret_cast<const BlockW*>(row) + e / kQK_K);
+    for (int p = 0; p < 4; ++p) q[p] = u.q[p];
+  }
+  static void UnitScales(const uint8_t* w, int64_t row_bytes, __m512i, int64_t n_valid, int64_t e, int64_t,
+                         __m512* d, __m512* m) {
+    alignas(64) float ds[8][kTileRows], ms[8][kTileRows];
+    for (int r = 0; r < kTileRows; ++r) {
+      const auto* blk = reinterpret_cast<const BlockW*>(w + (r < n_valid ? r : n_valid - 1) * row_bytes) + e / kQK_K;
+      uint32_t sm[4];
+      DecodeScalesK4(blk->scales, sm);
+      const auto* bytes = reinterpret_cast<const uint8_t*>(sm);
+      const float bd = F16(&blk->d), bm = F16(&blk->dmin);
+      for (int k = 0; k < 8; ++k) {  // as UnpackRow computes them
+        ds[k][r] = bd * static_cast<float>(bytes[k]);
+        ms[k][r] = -bm * static_cast<float>(bytes[8 + k]);
+      }
+    }
+    for (int k = 0; k < 8; ++k) {
+      d[k] = _mm512_load_ps(ds[k]);
+      m[k] = _mm512_load_ps(ms[k]);
+    }
   }
 };
 struct Q4_K : Q45K<false, BlockQ4_K, Q4_K> {
@@ -502,7 +360,7 @@ struct Q6_K : KQuant<BlockQ6_K> {
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(LoadD(x) * w.d), acc);
   }
 
-  // The transposed prefill: biased over 16-element sub-blocks,
+  // The 16-row tiles: biased over 16-element sub-blocks,
   // w = (d * scale) * (q - 32).
   using XBlock = BlockQ8_K;
   static constexpr int kSub = 16;
@@ -516,8 +374,24 @@ struct Q6_K : KQuant<BlockQ6_K> {
       for (int k = 0; k < 16; ++k) d[sb * 16 + k] = u.d * static_cast<float>(w->scales[k]);
     }
   }
-  static int64_t PrefillRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-    return PrefillTransposed<Q6_K>(a, n_tokens, row_begin, row_end);
+  static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    MatmulTiles<Q6_K>(a, n_tokens, row_begin, row_end);
+  }
+  // Decode: a unit is a super-block.
+  static void UnpackUnit(const uint8_t* row, int64_t e, int64_t, __m512i* q) {
+    const UnpackedQ6K u = PrepW(row + e / kQK_K * sizeof(BlockQ6_K));
+    for (int p = 0; p < 4; ++p) q[p] = u.q[p];
+  }
+  static void UnitScales(const uint8_t* w, int64_t row_bytes, __m512i, int64_t n_valid, int64_t e, int64_t,
+                         __m512* d, __m512*) {
+    alignas(64) float ds[16][kTileRows];
+    for (int r = 0; r < kTileRows; ++r) {
+      const auto* blk =
+          reinterpret_cast<const BlockQ6_K*>(w + (r < n_valid ? r : n_valid - 1) * row_bytes) + e / kQK_K;
+      const float bd = F16(&blk->d);
+      for (int k = 0; k < 16; ++k) ds[k][r] = bd * static_cast<float>(blk->scales[k]);  // as UnpackRow
+    }
+    for (int k = 0; k < 16; ++k) d[k] = _mm512_load_ps(ds[k]);
   }
 };
 

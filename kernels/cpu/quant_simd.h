@@ -165,16 +165,17 @@ void RowTileCached(const MatmulArgs& a, int64_t row0, int64_t n_tokens) {
 // against the one token.
 template <class I, typename T>
 void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  // A type with its own tiles (quant_avx512.cc's 16-row tiles, one
+  // arithmetic for every batch size) takes the whole call.
+  if constexpr (requires { T::MatmulRows(a, n_tokens, row_begin, row_end); }) {
+    T::MatmulRows(a, n_tokens, row_begin, row_end);
+    return;
+  }
   int64_t r = row_begin;
   if (n_tokens == 1) {
     for (; r + 4 <= row_end; r += 4) Tile<I, T, 4, 1>(a, r, 0);
     for (; r < row_end; ++r) Tile<I, T, 1, 1>(a, r, 0);
     return;
-  }
-  // A type with its own prefill layout (quant_avx512.cc's transposed tiles)
-  // takes the rows it can; the rest continue below.
-  if constexpr (requires { T::PrefillRows(a, n_tokens, r, row_end); }) {
-    if (n_tokens >= 8) r = T::PrefillRows(a, n_tokens, r, row_end);
   }
   if constexpr (kCacheUnpacked<T>) {
     if (n_tokens >= 8) {

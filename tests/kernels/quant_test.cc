@@ -481,5 +481,49 @@ TEST(QuantTest, MatmulRowsEveryIsaMatchesScalar) {
   }
 }
 
+// A row's result does not depend on the batch around it: every token alone,
+// any run of tokens, and any row range give bit-identical outputs. The
+// serving engine relies on this, so that a request's greedy output does not
+// change with the traffic it is batched with.
+TEST(QuantTest, MatmulRowsIsBatchInvariant) {
+  std::mt19937 rng(7);
+  constexpr int64_t kRows = 37, kTokens = 19;
+  for (const CpuKernels* t : Tables()) {
+    for (DType wtype : kWeightTypes) {
+      const DType p = DotPartner(wtype);
+      const int64_t bs = Info(wtype).block_size;
+      for (int64_t n_in : {bs * (bs == 1 ? 64 : 3), int64_t{1024}}) {
+        SCOPED_TRACE(std::string(t->name) + " " + Name(wtype) + " n_in=" + std::to_string(n_in));
+        const int64_t w_row = RowBytes(wtype, n_in);
+        Buffer w(w_row * kRows, 1);
+        for (int64_t r = 0; r < kRows; ++r) RandomWeights(wtype, w.data() + r * w_row, n_in, rng);
+        const int64_t x_stride = RowBytes(p, n_in);
+        Buffer x(x_stride * kTokens, 0);
+        for (int64_t tk = 0; tk < kTokens; ++tk) {
+          const Activation a = MakeActivation(wtype, n_in, rng);
+          std::memcpy(x.data() + tk * x_stride, a.q.data(), a.q.size());
+        }
+        std::vector<float> all(kRows * kTokens);
+        t->matmul_rows(all.data(), kRows, w.data(), wtype, n_in, x.data(), x_stride, kTokens, 0, kRows);
+        // Each token alone, over two row ranges that split the 16-row tiles differently.
+        for (int64_t tk = 0; tk < kTokens; ++tk) {
+          std::vector<float> one(kRows);
+          t->matmul_rows(one.data(), kRows, w.data(), wtype, n_in, x.data() + tk * x_stride, x_stride, 1, 0, 21);
+          t->matmul_rows(one.data(), kRows, w.data(), wtype, n_in, x.data() + tk * x_stride, x_stride, 1, 21, kRows);
+          for (int64_t r = 0; r < kRows; ++r) ASSERT_EQ(one[r], all[tk * kRows + r]) << "token " << tk << " row " << r;
+        }
+        // Runs of 2, 3 and 7 tokens from the middle.
+        for (int64_t n : {2, 3, 7}) {
+          std::vector<float> some(kRows * n);
+          t->matmul_rows(some.data(), kRows, w.data(), wtype, n_in, x.data() + 5 * x_stride, x_stride, n, 3, kRows);
+          for (int64_t tk = 0; tk < n; ++tk)
+            for (int64_t r = 3; r < kRows; ++r)
+              ASSERT_EQ(some[tk * kRows + r], all[(5 + tk) * kRows + r]) << n << " tokens, token " << tk << " row " << r;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace atrium::kernels

@@ -1,0 +1,319 @@
+// Internal part of quant_avx512.cc (included once, after its helpers): the
+// quantized matmul over tiles of 16 weight rows, for decode and prefill.
+//
+// Why 16-row tiles. The row-major tiles paid the scale work of a block
+// (convert, multiply the two scales, accumulate) for every row and token:
+// four float ops per 64 weights, which bound Gemma 3's Q5_0 prefill. With 16
+// rows in the 16 lanes of a register, that work runs once per 16 rows.
+//
+// Why one arithmetic for every batch size. A row's result must not depend on
+// how many tokens share the call, or a request's greedy output would change
+// with the traffic around it (continuous batching mixes one request's decode
+// into steps of any size). So decode (one token) and prefill (many) compute
+// exactly the same operations per (row, token):
+//   for each sub-block j (the elements that share one scale: 32, or 16 for
+//   Q6_K), in order: I = exact int32 sum of q * a over the sub-block, plus
+//   the bias term; acc = fma(float(I), d_row_j * dx_j, acc); for affine
+//   types then acc = fma(m_row_j, s_j, acc).
+// Integer sums are exact in any order, so prefill may form them with one
+// vpdpbusd per 4 elements of 16 rows (weights transposed into lines), and
+// decode by reducing row-major vpdpbusd partial sums across lanes; the float
+// chain is the same sequence of the same roundings.
+//
+// Every type reduces to one of two forms per sub-block, with quants q >= 0:
+//   biased:  w = d * (q - kBias)  ->  d * dx * (sum(q a) - kBias * sum(a))
+//   affine:  w = d * q + m        ->  d * dx * sum(q a) + m * dx * sum(a)
+// A weight type U provides: XBlock (its activation block type), kSub, kBias
+// (0 for affine types), kAffine, and UnpackRow(row, n_in, q, d, m), which
+// writes a row's quants (unsigned, element order) and its per-sub-block
+// scales d and offsets m as f32.
+#pragma once
+
+constexpr int kTileRows = 16;
+struct alignas(64) Line {
+  uint8_t b[64];
+};
+// 16 weight rows unpacked: quants row-major, scales and offsets by sub-block
+// with the 16 rows in a line.
+struct RowTile {
+  std::vector<uint8_t> q;  // [16][n_in]
+  std::vector<Line> d;     // [n_sub]: the 16 rows' sub-block scales, f32
+  std::vector<Line> m;     // [n_sub]: the 16 rows' sub-block offsets, f32 (affine types)
+  std::vector<Line> lines; // prefill: [n_in / 4], line j = elements 4j..4j+3 of rows 0..15
+  std::vector<float> row_d, row_m;  // [n_sub] one row's, before they go into lines
+};
+// Per token and sub-block, what the activation contributes besides its
+// quants: its scale dx, and either the bias term -kBias * sum(a) or, for
+// affine types, s = dx * sum(a).
+struct TokenBlocks {
+  std::vector<float> d;       // [n_tokens * n_sub]
+  std::vector<int32_t> bias;  // [n_tokens * n_sub] (biased types)
+  std::vector<float> s;       // [n_tokens * n_sub] (affine types)
+};
+
+// Element e of an activation row: its block and place in the block.
+template <typename BlockX>
+inline const uint8_t* XQuantAt(const uint8_t* row, int64_t e) {
+  constexpr int64_t kElems = std::is_same_v<BlockX, BlockQ8_K> ? kQK_K : kQK;
+  return row + (e / kElems) * static_cast<int64_t>(sizeof(BlockX)) + offsetof(BlockX, qs) + e % kElems;
+}
+
+// The sum of a Q8_0 block's 32 quants: bias to unsigned, then vpsadbw.
+inline int32_t SumQ8(const int8_t* qs) {
+  const __m256i u = _mm256_xor_si256(Load256(qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  return static_cast<int32_t>(_mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1)) - kQK * 128;
+}
+
+template <typename U>
+void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
+  using BlockX = typename U::XBlock;
+  constexpr bool kQ8K = std::is_same_v<BlockX, BlockQ8_K>;
+  constexpr int64_t kSubsPerBlock = (kQ8K ? kQK_K : kQK) / U::kSub;
+  const int64_t n_sub = a.n_in / U::kSub, n_blocks = n_sub / kSubsPerBlock;
+  const size_t n = static_cast<size_t>(n_tokens * n_sub);
+  x.d.resize(n);
+  if constexpr (U::kAffine) {
+    x.s.resize(n);
+  } else {
+    x.bias.resize(n);
+  }
+  // Raw pointers: through the thread_local vectors the compiler would reload
+  // every data pointer after each store.
+  float* d = x.d.data();
+  float* s = x.s.data();
+  int32_t* bias = x.bias.data();
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const BlockX& blk = blocks[b];
+      for (int64_t k = 0; k < kSubsPerBlock; ++k) {
+        const int64_t i = t * n_sub + b * kSubsPerBlock + k;
+        int32_t sum = 0;  // of the sub-block's activation quants
+        if constexpr (kQ8K) {
+          d[i] = LoadD(&blk);
+          for (int h = 0; h < U::kSub / 16; ++h) sum += blk.bsums[k * (U::kSub / 16) + h];
+        } else {
+          d[i] = F16(&blk.d);
+          if constexpr (!U::kAffine) sum = SumQ8(blk.qs);
+        }
+        if constexpr (!U::kAffine) {
+          bias[i] = -U::kBias * sum;
+        } else if constexpr (kQ8K) {
+          s[i] = d[i] * static_cast<float>(sum);
+        } else {
+          s[i] = F16(&blk.s);  // Q8_1 stores d * sum
+        }
+      }
+    }
+  }
+}
+
+// Unpacks rows row0 .. row0 + 15 into `tile`; rows at or past row_end (a
+// last, partial tile) repeat the last row, and their results are dropped.
+template <typename U>
+void UnpackRows(const MatmulArgs& a, int64_t row0, int64_t row_end, RowTile& tile) {
+  const int64_t n_sub = a.n_in / U::kSub;
+  tile.q.resize(static_cast<size_t>(kTileRows * a.n_in));
+  tile.d.resize(static_cast<size_t>(n_sub));
+  tile.m.resize(U::kAffine ? static_cast<size_t>(n_sub) : 0);
+  tile.row_d.resize(static_cast<size_t>(n_sub));
+  tile.row_m.resize(static_cast<size_t>(n_sub));
+  uint8_t* q = tile.q.data();
+  Line* d = tile.d.data();
+  Line* m = tile.m.data();
+  float* row_d = tile.row_d.data();
+  float* row_m = tile.row_m.data();
+  for (int r = 0; r < kTileRows; ++r) {
+    const int64_t row = row0 + r < row_end ? row0 + r : row_end - 1;
+    U::UnpackRow(a.w + row * a.w_row_bytes, a.n_in, q + r * a.n_in, row_d, row_m);
+    for (int64_t j = 0; j < n_sub; ++j) {
+      std::memcpy(d[j].b + 4 * r, row_d + j, 4);
+      if constexpr (U::kAffine) std::memcpy(m[j].b + 4 * r, row_m + j, 4);
+    }
+  }
+}
+
+// The float step of one sub-block for one token: the chain every batch size
+// shares. dw, mw: the 16 rows' scales and offsets; dx, sx: the token's.
+template <bool kAffine>
+inline __m512 ChainStep(__m512 acc, __m512i sum, __m512 dw, __m512 mw, float dx, float sx) {
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
+  if constexpr (kAffine) acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), acc);
+  return acc;
+}
+
+inline void StoreRows(float* out, __m512 acc, int64_t n_valid) {
+  _mm512_mask_storeu_ps(out, n_valid >= kTileRows ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << n_valid) - 1), acc);
+}
+
+// ---- Prefill: the tile's quants transposed into lines once, then every
+// token takes one vpdpbusd per line against four broadcast activation bytes.
+
+inline void TransposeToLines(const RowTile& tile, int64_t n_in, std::vector<Line>& lines) {
+  lines.resize(static_cast<size_t>(n_in / 4));
+  Line* out = lines.data();
+  const uint8_t* q = tile.q.data();
+  for (int r = 0; r < kTileRows; ++r) {
+    for (int64_t j = 0; j < n_in / 4; ++j) std::memcpy(out[j].b + 4 * r, q + r * n_in + 4 * j, 4);
+  }
+}
+
+// C tokens (tok0..) against the tile: out[t][row0 .. row0 + n_valid).
+template <typename U, int C>
+void TileTokens(const MatmulArgs& a, const RowTile& tile, const TokenBlocks& x, int64_t row0, int64_t n_valid,
+                int64_t tok0) {
+  constexpr int kLines = U::kSub / 4;
+  const int64_t n_sub = a.n_in / U::kSub;
+  __m512 acc[C];
+  const uint8_t* xrow[C];
+  for (int c = 0; c < C; ++c) {
+    acc[c] = _mm512_setzero_ps();
+    xrow[c] = a.x + (tok0 + c) * a.x_stride;
+  }
+  const Line* lines = tile.lines.data();
+  for (int64_t j = 0; j < n_sub; ++j) {
+    __m512i w[kLines];
+    for (int g = 0; g < kLines; ++g) w[g] = _mm512_load_si512(lines[j * kLines + g].b);
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* q = XQuantAt<typename U::XBlock>(xrow[c], j * U::kSub);
+      const int64_t i = (tok0 + c) * n_sub + j;
+      // Two partial sums halve the vpdpbusd dependency chain.
+      __m512i s0 = U::kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
+      __m512i s1 = _mm512_setzero_si512();
+      for (int g = 0; g < kLines; g += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g))));
+        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g + 4))));
+      }
+      acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_add_epi32(s0, s1), _mm512_load_ps(tile.d[j].b),
+                                     U::kAffine ? _mm512_load_ps(tile.m[j].b) : _mm512_setzero_ps(), x.d[i],
+                                     U::kAffine ? x.s[i] : 0.0f);
+    }
+  }
+  for (int c = 0; c < C; ++c) StoreRows(a.out + (tok0 + c) * a.ldo + row0, acc[c], n_valid);
+}
+
+// ---- Decode: one token, row-major weights. Per 64 elements, one vpdpbusd
+// per row gives 16 partial sums of 4 elements; a reduction across the 16
+// rows' registers turns them into, per sub-block, one register of 16 row sums.
+
+// Sum of lanes 2k and 2k + 1 of a and b: lanes 0-7 from a, 8-15 from b.
+inline __m512i PairSums(__m512i a, __m512i b) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_add_epi32(_mm512_permutex2var_epi32(a, even, b), _mm512_permutex2var_epi32(a, odd, b));
+}
+
+// p[r] (16 rows): lane l holds elements 4l..4l+3 of a 64-element chunk.
+// Writes the chunk's 64 / kSub sub-block sums, each with row r in lane r.
+template <int kSub>
+inline void ReduceChunk(__m512i p[16], __m512i* sums) {
+  __m512i e[8], f[4];
+  for (int i = 0; i < 8; ++i) e[i] = PairSums(p[2 * i], p[2 * i + 1]);  // rows 2i, 2i+1: 8 sums of 8
+  for (int i = 0; i < 4; ++i) f[i] = PairSums(e[2 * i], e[2 * i + 1]);  // rows 4i..4i+3: 4 sums of 16
+  if constexpr (kSub == 32) {
+    const __m512i g0 = PairSums(f[0], f[1]), g1 = PairSums(f[2], f[3]);  // rows 8i..8i+7: 2 sums of 32
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    sums[0] = _mm512_permutex2var_epi32(g0, even, g1);
+    sums[1] = _mm512_permutex2var_epi32(g0, odd, g1);
+  } else {
+    static_assert(kSub == 16);
+    // f[i] lane 4 * (r - 4i) + k: row r, sub-block k. Gather per k.
+    const __m512i k01 = _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0);
+    const __m512i k23 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 30, 26, 22, 18, 14, 10, 6, 2);
+    const __m512i lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
+    const __m512i a01 = _mm512_permutex2var_epi32(f[0], k01, f[1]);  // rows 0-7: k0 | k1
+    const __m512i b01 = _mm512_permutex2var_epi32(f[2], k01, f[3]);  // rows 8-15: k0 | k1
+    const __m512i a23 = _mm512_permutex2var_epi32(f[0], k23, f[1]);
+    const __m512i b23 = _mm512_permutex2var_epi32(f[2], k23, f[3]);
+    sums[0] = _mm512_permutex2var_epi32(a01, lo, b01);
+    sums[1] = _mm512_permutex2var_epi32(a01, hi, b01);
+    sums[2] = _mm512_permutex2var_epi32(a23, lo, b23);
+    sums[3] = _mm512_permutex2var_epi32(a23, hi, b23);
+  }
+}
+
+// U also provides, for decode: kBlock (elements of a unit: 64, or a 256
+// super-block), kWBytes (bytes of a unit in a row), UnpackUnit(row, e, n_in,
+// q) (the unit at element e as kBlock / 64 registers of unsigned quants in
+// element order) and UnitScales(w, row_bytes, offsets, n_valid, e, n_in, d,
+// m) (the unit's sub-block scales and offsets of the 16 rows, row r in lane
+// r, bit-identical to what UnpackRow gives).
+template <typename U>
+void DecodeTile(const MatmulArgs& a, const TokenBlocks& x, int64_t row0, int64_t n_valid) {
+  constexpr int kChunks = static_cast<int>(U::kBlock / 64);
+  constexpr int kPerChunk = 64 / U::kSub;
+  const uint8_t* w = a.w + row0 * a.w_row_bytes;
+  const int64_t n_sub = a.n_in / U::kSub;
+  // Byte offset of each row; a last partial tile repeats its last row.
+  alignas(64) int32_t off[kTileRows];
+  for (int r = 0; r < kTileRows; ++r) off[r] = static_cast<int32_t>((r < n_valid ? r : n_valid - 1) * a.w_row_bytes);
+  const __m512i offsets = _mm512_load_si512(off);
+  __m512 acc = _mm512_setzero_ps();
+  __m512i p[kChunks][kTileRows];
+  for (int64_t e = 0, unit = 0; e < a.n_in; e += U::kBlock, ++unit) {
+    // The unit's activation quants; 32-element blocks keep their scale
+    // between them, and an odd last block leaves the upper half zero.
+    __m512i xq[kChunks];
+    if constexpr (std::is_same_v<typename U::XBlock, BlockQ8_K>) {
+      for (int c = 0; c < kChunks; ++c) xq[c] = _mm512_loadu_si512(XQuantAt<BlockQ8_K>(a.x, e + 64 * c));
+    } else {
+      const __m256i lo = Load256(XQuantAt<typename U::XBlock>(a.x, e));
+      xq[0] = e + 64 <= a.n_in ? Join(lo, Load256(XQuantAt<typename U::XBlock>(a.x, e + 32)))
+                               : _mm512_zextsi256_si512(lo);
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+      const uint8_t* row = w + off[r];
+      // The same unit of the next tile, so decode does not wait on DRAM. A
+      // prefetch past the matrix is harmless: it never faults.
+      for (int64_t b = 0; b < U::kWBytes; b += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + kTileRows * a.w_row_bytes + unit * U::kWBytes + b), _MM_HINT_T0);
+      }
+      __m512i q[kChunks];
+      U::UnpackUnit(row, e, a.n_in, q);
+      for (int c = 0; c < kChunks; ++c) p[c][r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[c], xq[c]);
+    }
+    __m512 dw[kChunks * kPerChunk], mw[kChunks * kPerChunk];
+    U::UnitScales(w, a.w_row_bytes, offsets, n_valid, e, a.n_in, dw, mw);
+    for (int c = 0; c < kChunks; ++c) {
+      __m512i sums[kPerChunk];
+      ReduceChunk<U::kSub>(p[c], sums);
+      for (int k = 0; k < kPerChunk; ++k) {
+        const int64_t j = (e + 64 * c) / U::kSub + k;
+        if (j >= n_sub) break;
+        const __m512i sum = U::kAffine ? sums[k] : _mm512_add_epi32(sums[k], _mm512_set1_epi32(x.bias[j]));
+        acc = ChainStep<U::kAffine>(acc, sum, dw[c * kPerChunk + k], mw[c * kPerChunk + k], x.d[j],
+                                    U::kAffine ? x.s[j] : 0.0f);
+      }
+    }
+  }
+  StoreRows(a.out + row0, acc, n_valid);
+}
+
+// Rows [row_begin, row_end) for n_tokens tokens, in tiles of 16 rows.
+template <typename U>
+void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  thread_local RowTile tile;
+  thread_local TokenBlocks x;
+  PrepareTokenBlocks<U>(a, n_tokens, x);
+  for (int64_t r = row_begin; r < row_end; r += kTileRows) {
+    const int64_t n_valid = row_end - r < kTileRows ? row_end - r : kTileRows;
+    if (n_tokens == 1) {
+      DecodeTile<U>(a, x, r, n_valid);
+      continue;
+    }
+    UnpackRows<U>(a, r, row_end, tile);
+    TransposeToLines(tile, a.n_in, tile.lines);
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) TileTokens<U, 4>(a, tile, x, r, n_valid, t);
+    switch (n_tokens - t) {
+      case 3: TileTokens<U, 3>(a, tile, x, r, n_valid, t); break;
+      case 2: TileTokens<U, 2>(a, tile, x, r, n_valid, t); break;
+      case 1: TileTokens<U, 1>(a, tile, x, r, n_valid, t); break;
+      default: break;
+    }
+  }
+}

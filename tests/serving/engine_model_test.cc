@@ -1,0 +1,349 @@
+// The batching engine on the real SmolLM2 file: batched greedy output equals
+// the output alone, prefix-cache hits (and their namespace isolation),
+// preemption when the KV pool runs out, a full queue, and a load of random
+// cancellations and deadlines after which every KV block is back.
+#include "serving/engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "serving/engine/step_loop.h"
+#include "tests/test_util.h"
+
+namespace atrium {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Collects what the engine reports for a set of requests.
+struct Outcomes {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int, std::pair<Status, GenerationResult>> done;
+  std::map<int, std::string> streamed;
+
+  std::unique_ptr<EngineRequest> Request(int key, std::vector<int32_t> prompt, const GenerationOptions& options,
+                                         std::string ns = "tenant-a") {
+    auto r = std::make_unique<EngineRequest>();
+    r->ns = std::move(ns);
+    r->prompt = std::move(prompt);
+    r->options = options;
+    r->on_delta = [this, key](const StreamDelta& d) {
+      std::lock_guard<std::mutex> lock(mu);
+      streamed[key].append(d.text);
+      return true;
+    };
+    r->on_done = [this, key](const Status& s, const GenerationResult& g) {
+      std::lock_guard<std::mutex> lock(mu);
+      done[key] = {s, g};
+      cv.notify_all();
+    };
+    return r;
+  }
+  void WaitFor(size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done.size() >= n; });
+  }
+};
+
+// on_done runs inside a step; the engine's counters settle when the step
+// ends. Waits for that (bounded).
+void WaitIdle(const Engine& engine) {
+  for (int i = 0; i < 2000 && engine.HasWork(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+int64_t RssKib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
+    auto model = Model::Load(path);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    model_ = std::move(*model);
+    auto tok = Tokenizer::FromGguf(model_->file());
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    tokenizer_ = std::move(*tok);
+  }
+
+  std::unique_ptr<Engine> NewEngine(EngineOptions o = {}) {
+    auto e = Engine::Create(*model_, *tokenizer_, o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  static GenerationOptions Greedy(int max_tokens) {
+    GenerationOptions o;
+    o.sampling.temperature = 0;
+    o.max_tokens = max_tokens;
+    o.ignore_eos = true;
+    return o;
+  }
+  std::vector<int32_t> Prompt(const std::string& text) { return tokenizer_->Encode(text, true, false); }
+
+  // Sixteen prompts of different lengths.
+  std::vector<std::vector<int32_t>> Prompts() {
+    const char* topics[] = {"the ocean", "volcanoes", "the moon", "bread", "chess", "rivers", "bees", "glass",
+                            "trains", "music", "winter", "the desert", "maps", "clocks", "paper", "the heart"};
+    std::vector<std::vector<int32_t>> out;
+    for (int i = 0; i < 16; ++i) {
+      std::string text = "Write a short note about " + std::string(topics[i]) + ".";
+      for (int k = 0; k < i % 5; ++k) text += " Mention one fact that a child would find surprising.";
+      out.push_back(Prompt(text));
+    }
+    return out;
+  }
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ops::Context ctx_{2};
+};
+
+TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
+  const auto prompts = Prompts();
+  const GenerationOptions o = Greedy(24);
+  std::vector<GenerationResult> alone;
+  {
+    auto engine = NewEngine();
+    StepLoop loop(ctx_);
+    loop.Add(engine.get());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      Outcomes out;
+      auto r = out.Request(0, prompts[i], o);
+      ASSERT_TRUE(loop.Submit(*engine, r).ok());
+      out.WaitFor(1);
+      ASSERT_TRUE(out.done[0].first.ok()) << out.done[0].first.ToString();
+      alone.push_back(out.done[0].second);
+    }
+    loop.Remove(engine.get());
+  }
+  // All sixteen at once: they run at different positions in every step.
+  auto engine = NewEngine();
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  Outcomes out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto r = out.Request(static_cast<int>(i), prompts[i], o);
+    ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  }
+  out.WaitFor(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& [status, got] = out.done[static_cast<int>(i)];
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    EXPECT_EQ(got.tokens, alone[i].tokens) << "prompt " << i;
+    EXPECT_EQ(got.text, out.streamed[static_cast<int>(i)]);
+    EXPECT_EQ(got.finish_reason, "length");
+  }
+  EXPECT_GT(engine->stats().steps, 24);
+  loop.Remove(engine.get());
+}
+
+TEST_F(EngineTest, PrefixCacheHitIsFastAndStaysInItsNamespace) {
+  // A 256-token shared prefix (a long system prompt), then different questions.
+  std::string system = "You are a careful assistant for a library.";
+  while (Prompt(system).size() < 300) system += " Answer politely, cite the shelf number, and keep answers short.";
+  std::vector<int32_t> prefix = Prompt(system);
+  prefix.resize(256);
+  auto with = [&](const std::string& question) {
+    std::vector<int32_t> p = prefix;
+    const std::vector<int32_t> q = tokenizer_->Encode(question, false, false);
+    p.insert(p.end(), q.begin(), q.end());
+    return p;
+  };
+  auto engine = NewEngine();
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  auto run = [&](const std::vector<int32_t>& prompt, const std::string& ns) {
+    Outcomes out;
+    auto r = out.Request(0, prompt, Greedy(4), ns);
+    EXPECT_TRUE(loop.Submit(*engine, r).ok());
+    out.WaitFor(1);
+    EXPECT_TRUE(out.done[0].first.ok());
+    return out.done[0].second;
+  };
+  run(Prompt("Warm up the threads."), "warm-up");
+  const GenerationResult first = run(with(" Where are the atlases?"), "tenant-a");
+  const GenerationResult second = run(with(" When does the library open?"), "tenant-a");
+  const GenerationResult other_tenant = run(with(" When does the library open?"), "tenant-b");
+  EXPECT_EQ(first.prefilled_tokens, first.prompt_tokens);
+  EXPECT_EQ(second.prefilled_tokens, second.prompt_tokens - 256);  // 16 blocks of 16 from the cache
+  EXPECT_EQ(other_tenant.prefilled_tokens, other_tenant.prompt_tokens);  // another namespace: no hit
+  EXPECT_EQ(second.tokens, other_tenant.tokens);  // the cached blocks gave the same output
+  std::printf("TTFT first %.1f ms, second (hit) %.1f ms, other namespace %.1f ms\n",
+              first.first_token_seconds * 1e3, second.first_token_seconds * 1e3,
+              other_tenant.first_token_seconds * 1e3);
+  EXPECT_LE(second.first_token_seconds, 0.25 * first.first_token_seconds);
+  loop.Remove(engine.get());
+}
+
+TEST_F(EngineTest, KvExhaustionPreemptsInsteadOfFailing) {
+  const auto prompts = Prompts();
+  const GenerationOptions o = Greedy(48);
+  // Room for about three of these sequences at a time.
+  EngineOptions small;
+  small.kv_budget_bytes = 3 * 96 * KvPool::BytesPerBlock(model_->config().n_layers, model_->config().k_dim(),
+                                                         model_->config().v_dim(), 16) / 16;
+  small.prefix_cache = false;
+  auto engine = NewEngine(small);
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  Outcomes out;
+  for (int i = 0; i < 8; ++i) {
+    auto r = out.Request(i, prompts[static_cast<size_t>(i)], o);
+    ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  }
+  out.WaitFor(8);
+  int64_t preemptions = 0;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(out.done[i].first.ok()) << out.done[i].first.ToString();
+    EXPECT_EQ(out.done[i].second.tokens.size(), 48u);
+    preemptions += out.done[i].second.preemptions;
+  }
+  EXPECT_GT(preemptions, 0);
+  WaitIdle(*engine);
+  EXPECT_EQ(engine->stats().kv_blocks_used, 0);
+  loop.Remove(engine.get());
+}
+
+TEST_F(EngineTest, FullQueueRefusesAtOnce) {
+  EngineOptions o;
+  o.max_queue = 4;
+  auto engine = NewEngine(o);  // no loop: nothing leaves the queue
+  Outcomes out;
+  for (int i = 0; i < 4; ++i) {
+    auto r = out.Request(i, Prompt("Hello"), Greedy(4));
+    ASSERT_TRUE(engine->Submit(r).ok());
+  }
+  auto r = out.Request(9, Prompt("Hello"), Greedy(4));
+  const auto t0 = Clock::now();
+  const StatusOr<int64_t> refused = engine->Submit(r);
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("queue is full"), std::string::npos);
+  EXPECT_NE(r, nullptr);  // still the caller's
+  EXPECT_LT(ms, 5.0);
+}
+
+TEST_F(EngineTest, BadRequestsAreInvalidArgument) {
+  auto engine = NewEngine();
+  Outcomes out;
+  auto empty = out.Request(0, {}, Greedy(4));
+  EXPECT_EQ(engine->Submit(empty).status().code(), StatusCode::kInvalidArgument);
+  GenerationOptions nan = Greedy(4);
+  nan.sampling.temperature = std::nanf("");
+  auto bad_temp = out.Request(1, Prompt("Hi"), nan);
+  EXPECT_EQ(engine->Submit(bad_temp).status().code(), StatusCode::kInvalidArgument);
+  auto bad_token = out.Request(2, {1, 999999}, Greedy(4));
+  EXPECT_EQ(engine->Submit(bad_token).status().code(), StatusCode::kInvalidArgument);
+  GenerationOptions negative = Greedy(4);
+  negative.max_tokens = -1;
+  auto neg = out.Request(3, Prompt("Hi"), negative);
+  EXPECT_EQ(engine->Submit(neg).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, LogprobsAndEcho) {
+  auto engine = NewEngine();
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  Outcomes out;
+  const std::vector<int32_t> prompt = Prompt("The capital of France is");
+  auto r = out.Request(0, prompt, Greedy(3));
+  r->logprobs = 3;
+  r->echo = true;
+  ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  out.WaitFor(1);
+  const GenerationResult& g = out.done[0].second;
+  ASSERT_EQ(g.prompt_logprobs.size(), prompt.size());
+  ASSERT_EQ(g.logprobs.size(), 3u);
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    EXPECT_EQ(g.prompt_logprobs[i].token, prompt[i]);
+    EXPECT_LE(g.prompt_logprobs[i].logprob, 0.0f);
+    EXPECT_EQ(g.prompt_logprobs[i].top.size(), 3u);
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(g.logprobs[i].token, g.tokens[i]);
+    ASSERT_FALSE(g.logprobs[i].top.empty());
+    EXPECT_EQ(g.logprobs[i].top[0].first, g.tokens[i]);
+    EXPECT_FLOAT_EQ(g.logprobs[i].top[0].second, g.logprobs[i].logprob);
+  }
+  loop.Remove(engine.get());
+}
+
+TEST_F(EngineTest, ThousandRandomCancellationsAndDeadlinesReturnEveryBlock) {
+  EngineOptions o;
+  o.kv_budget_bytes = int64_t{64} << 20;
+  auto engine = NewEngine(o);
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  const auto prompts = Prompts();
+  std::mt19937 rng(11);
+  auto wave = [&](int n, int key0) {
+    Outcomes out;
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i) {
+      GenerationOptions g = Greedy(4 + static_cast<int>(rng() % 24));
+      auto r = out.Request(key0 + i, prompts[rng() % prompts.size()], g, "tenant-" + std::to_string(rng() % 3));
+      if (rng() % 3 == 0) r->deadline = Clock::now() + std::chrono::milliseconds(rng() % 200);
+      // Some clients stop reading mid-stream.
+      if (rng() % 4 == 0) {
+        const int stop_after = static_cast<int>(rng() % 6);
+        auto inner = r->on_delta;
+        auto count = std::make_shared<int>(0);
+        r->on_delta = [inner, count, stop_after](const StreamDelta& d) { return inner(d) && ++*count <= stop_after; };
+      }
+      StatusOr<int64_t> id = loop.Submit(*engine, r);
+      EXPECT_TRUE(id.ok()) << id.status().ToString();
+      ids.push_back(*id);
+      if (rng() % 3 == 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+        loop.Cancel(*engine, ids[rng() % ids.size()]);
+      }
+    }
+    out.WaitFor(static_cast<size_t>(n));
+    int cancelled = 0, deadline = 0, ok = 0;
+    for (auto& [key, d] : out.done) {
+      if (d.first.ok()) ++ok;
+      if (d.first.code() == StatusCode::kCancelled) ++cancelled;
+      if (d.first.code() == StatusCode::kDeadlineExceeded) ++deadline;
+    }
+    EXPECT_EQ(ok + cancelled + deadline, n);
+    return std::array<int, 3>{ok, cancelled, deadline};
+  };
+  wave(100, 0);  // warm-up: buffers reach their size
+  const int64_t rss0 = RssKib();
+  std::array<int, 3> total{};
+  for (int w = 0; w < 9; ++w) {
+    const auto c = wave(100, 1000 * (w + 1));
+    for (int k = 0; k < 3; ++k) total[k] += c[k];
+  }
+  const int64_t rss1 = RssKib();
+  std::printf("900 requests after warm-up: %d ok, %d cancelled, %d past deadline; RSS %lld -> %lld KiB\n", total[0],
+              total[1], total[2], static_cast<long long>(rss0), static_cast<long long>(rss1));
+  EXPECT_GT(total[1], 50);
+  EXPECT_GT(total[2], 10);
+  WaitIdle(*engine);
+  const EngineStats s = engine->stats();
+  EXPECT_EQ(s.running, 0);
+  EXPECT_EQ(s.waiting, 0);
+  // Every block is free or held only by the prefix cache (evictable).
+  EXPECT_EQ(s.kv_blocks_used, s.kv_blocks_cached);
+  EXPECT_LT(rss1 - rss0, 16 * 1024) << "RSS grew by more than 16 MiB over 900 requests";
+  loop.Remove(engine.get());
+}
+
+}  // namespace
+}  // namespace atrium
