@@ -37,6 +37,18 @@ struct BenchFlags {
   int repetitions = 3;
 };
 
+struct BenchServeFlags {
+  std::string model;
+  int clients = 16;
+  int64_t requests = 64;  // <= 0: until --duration
+  double duration = 0;    // seconds; 0 = until --requests
+  std::string prompt_tokens = "32:512";  // N or MIN:MAX
+  std::string output_tokens = "16:256";
+  int64_t shared_prefix = 0;
+  int64_t kv_mib = 256;
+  uint64_t seed = 1;
+};
+
 // A model loaded for a command: weights, tokenizer, where it came from.
 struct Loaded {
   std::unique_ptr<Model> model;
@@ -54,5 +66,6 @@ int RunModels(const CommonFlags& common, const ModelsFlags& flags);
 int RunGenerate(const CommonFlags& common, GenerateFlags flags);
 int RunChat(const CommonFlags& common, GenerateFlags flags);
 int RunBench(const CommonFlags& common, const BenchFlags& flags);
+int RunBenchServe(const CommonFlags& common, const BenchServeFlags& flags);
 
 }  // namespace atrium::cli

@@ -90,10 +90,51 @@ int main(int argc, char** argv) {
   bench->add_option("-r,--repetitions", bench_flags.repetitions, "Runs per measurement (median reported)")
       ->capture_default_str()->check(CLI::Range(1, 1000));
 
+  atrium::cli::BenchServeFlags serve_flags;
+  CLI::App* bench_serve = app.add_subcommand(
+      "bench-serve",
+      "Load-test the batching engine: --clients synthetic clients each send a request, wait for\n"
+      "its last token, and send the next, until --requests have been sent (or --duration passes).\n"
+      "Prompt and output lengths are drawn uniformly from the MIN:MAX ranges with --seed (the same\n"
+      "flags send the same requests); prompts are the model's own tokens of an English paragraph,\n"
+      "and end-of-sequence is ignored so every output has its planned length. Greedy sampling.\n"
+      "Prints JSON on stdout: throughput (generated and total tokens/s), TTFT, inter-token and\n"
+      "end-to-end latency percentiles (ms), peak KV blocks, preemptions, prefix-cache hits.\n"
+      "A summary goes to stderr.\n"
+      "  atrium bench-serve -m smollm2-135m-instruct -t 2\n"
+      "  atrium bench-serve --clients 1 --prompt-tokens 64 --output-tokens 128 --requests 4\n"
+      "  atrium bench-serve --clients 32 --duration 60 --shared-prefix 256 --prompt-tokens 300:600\n"
+      "  atrium bench-serve --clients 64 --kv-mib 16      (a small KV pool: watch preemptions)\n"
+      "-t/--threads and --models-dir work here too. bench/serve.py compares 1 client with 16.");
+  bench_serve->add_option("-m,--model", serve_flags.model, "Catalog name or path to a .gguf file");
+  bench_serve->add_option("--clients", serve_flags.clients, "Concurrent clients (requests in flight)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  bench_serve->add_option("--requests", serve_flags.requests, "Requests in all (0 = until --duration)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  bench_serve->add_option("--duration", serve_flags.duration,
+                          "Seconds to send requests for (those in flight then finish); without --requests,\n"
+                          "as many as fit, else whichever limit comes first")
+      ->check(CLI::Range(0.0, 1e7));
+  bench_serve->add_option("--prompt-tokens", serve_flags.prompt_tokens, "Prompt length: N or MIN:MAX")
+      ->capture_default_str();
+  bench_serve->add_option("--output-tokens", serve_flags.output_tokens, "Generated tokens: N or MIN:MAX")
+      ->capture_default_str();
+  bench_serve->add_option("--shared-prefix", serve_flags.shared_prefix,
+                          "Every prompt starts with the same N tokens (a system prompt; exercises the "
+                          "prefix cache); below the shortest prompt")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  bench_serve->add_option("--kv-mib", serve_flags.kv_mib, "Paged KV pool size in MiB")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  bench_serve->add_option("--seed", serve_flags.seed, "Seed of the length draws")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   if (models->parsed()) return atrium::cli::RunModels(common, models_flags);
   if (generate->parsed()) return atrium::cli::RunGenerate(common, gen_flags);
   if (chat->parsed()) return atrium::cli::RunChat(common, chat_flags);
   if (bench->parsed()) return atrium::cli::RunBench(common, bench_flags);
+  if (bench_serve->parsed()) {
+    if (bench_serve->count("--duration") > 0 && bench_serve->count("--requests") == 0) serve_flags.requests = 0;
+    return atrium::cli::RunBenchServe(common, serve_flags);
+  }
   return 2;
 }
