@@ -151,12 +151,36 @@ inline void StoreRows(float* out, __m512 acc, int64_t n_valid) {
 // ---- Prefill: the tile's quants transposed into lines once, then every
 // token takes one vpdpbusd per line against four broadcast activation bytes.
 
+// In place: r[i] lane l becomes r[l] lane i. Recursive block swaps: at
+// distance d, rows i and i + d exchange their off-diagonal d x d blocks.
+inline void Transpose16(__m512i r[16]) {
+  for (int d = 8; d >= 1; d /= 2) {
+    alignas(64) int32_t lo[16], hi[16];
+    for (int l = 0; l < 16; ++l) {
+      lo[l] = (l & d) ? 16 + l - d : l;
+      hi[l] = (l & d) ? 16 + l : l + d;
+    }
+    const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+    for (int i = 0; i < 16; ++i) {
+      if (i & d) continue;
+      const __m512i a = r[i], b = r[i + d];
+      r[i] = _mm512_permutex2var_epi32(a, ilo, b);
+      r[i + d] = _mm512_permutex2var_epi32(a, ihi, b);
+    }
+  }
+}
+
+// The tile's quants into lines: per 64 elements, a 16 x 16 dword transpose.
 inline void TransposeToLines(const RowTile& tile, int64_t n_in, std::vector<Line>& lines) {
-  lines.resize(static_cast<size_t>(n_in / 4));
+  lines.resize(static_cast<size_t>((n_in + 63) / 64 * 16));
   Line* out = lines.data();
   const uint8_t* q = tile.q.data();
-  for (int r = 0; r < kTileRows; ++r) {
-    for (int64_t j = 0; j < n_in / 4; ++j) std::memcpy(out[j].b + 4 * r, q + r * n_in + 4 * j, 4);
+  for (int64_t e = 0; e < n_in; e += 64) {
+    const __mmask64 valid = e + 64 <= n_in ? ~__mmask64{0} : __mmask64{0xFFFFFFFFull};  // an odd last block
+    __m512i r[16];
+    for (int i = 0; i < kTileRows; ++i) r[i] = _mm512_maskz_loadu_epi8(valid, q + i * n_in + e);
+    Transpose16(r);
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(out[e / 4 + g].b, r[g]);
   }
 }
 
