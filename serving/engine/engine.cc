@@ -133,6 +133,11 @@ void Engine::Cancel(int64_t id) {
   cancelled_.insert(id);
 }
 
+void Engine::Count(int64_t EngineStats::*counter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++(stats_.*counter);
+}
+
 bool Engine::HasWork() const {
   std::lock_guard<std::mutex> lock(mu_);
   return n_waiting_ > 0 || n_running_ > 0;
@@ -258,7 +263,7 @@ bool Engine::Step(ops::Context& ctx) {
     running_.erase(it);
     pool_->Release(s->table);
     ++s->result.preemptions;
-    ++stats_.preemptions;
+    Count(&EngineStats::preemptions);
     waiting_.PushFront(std::move(s));
   }
   RemoveFinished();
@@ -303,10 +308,12 @@ bool Engine::Step(ops::Context& ctx) {
     batch.push_back(ForwardSeq{s->tokens.data() + c.start, c.n_tokens, &s->table, scoring});
     batch_seqs.push_back(s);
     if (!s->started) {
+      // Prompt tokens the model runs (the rest came from the prefix cache);
+      // a recompute after preemption does not count again.
       s->started = true;
       s->t_first_forward = Clock::now();
+      s->result.prefilled_tokens = s->n_prompt - c.start;
     }
-    if (c.start < s->n_prompt) s->result.prefilled_tokens += std::min(c.n_tokens, s->n_prompt - c.start);
   };
   for (const ScheduledChunk& c : plan.decode) add(c);
   for (const ScheduledChunk& c : plan.prefill) add(c);
@@ -330,7 +337,7 @@ bool Engine::Step(ops::Context& ctx) {
     RemoveFinished();
     return true;
   }
-  ++stats_.steps;
+  Count(&EngineStats::steps);
 
   float* row = logits.mutable_data<float>();
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -434,7 +441,7 @@ void Engine::Finish(Sequence& s, const Status& status, const std::string& reason
     s.result.decode_seconds = Since(s.t_first_forward);
   }
   pool_->Release(s.table);
-  ++stats_.finished;
+  Count(&EngineStats::finished);
   if (s.req->on_done) s.req->on_done(status, s.result);
 }
 

@@ -98,7 +98,9 @@ class Engine {
   // One iteration: schedule, forward, sample, stream, finish. Returns false
   // when there was nothing to do.
   bool Step(ops::Context& ctx);
-  // Whether a Step would find work (requests queued or running).
+  // Whether a Step would find work (requests queued or running). Like
+  // stats(), it settles at the end of a step: inside on_done the finishing
+  // request may still count as running.
   bool HasWork() const;
   EngineStats stats() const;
   const Model& model() const { return model_; }
@@ -118,6 +120,7 @@ class Engine {
   // Ends a running (or, with running = false, a dropped) sequence.
   void Finish(Sequence& s, const Status& status, const std::string& reason);
   void RemoveFinished();
+  void Count(int64_t EngineStats::*counter);  // one more, under mu_
   std::string_view CacheNamespace(const Sequence& s) const;
 
   Model& model_;
@@ -127,7 +130,7 @@ class Engine {
   std::unique_ptr<KvPool> pool_;
   std::unique_ptr<PrefixCache> cache_;
 
-  mutable std::mutex mu_;  // guards inbox_, cancelled_, n_waiting_, stats_ snapshot fields
+  mutable std::mutex mu_;  // guards inbox_, cancelled_, n_waiting_, n_running_, stats_
   std::vector<std::unique_ptr<Sequence>> inbox_;
   std::unordered_set<int64_t> cancelled_;
   int64_t next_id_ = 1;

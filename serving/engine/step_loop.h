@@ -23,7 +23,9 @@ class StepLoop {
 
   // Engines must be removed (or the loop destroyed) before they are.
   void Add(Engine* engine);
-  // Returns after any step of this engine in progress has ended.
+  // Returns after any step of this engine in progress has ended. Never call
+  // it from an engine callback (on_delta, on_done): that runs inside a step,
+  // and Remove would wait for itself.
   void Remove(Engine* engine);
 
   // engine.Submit, then wakes the loop.

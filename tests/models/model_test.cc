@@ -272,7 +272,9 @@ void ExpectRaggedBatchEqualsAlone(const TinySpec& spec) {
     // Alone, on a contiguous cache.
     auto kv = m->NewKvCache(c.history + c.n_new);
     Tensor scratch = Tensor::Empty(DType::kF32, {1, spec.n_vocab});
-    if (c.history > 0) ASSERT_TRUE(m->Forward(ctx, tokens[i].data(), c.history, *kv, scratch, false).ok());
+    if (c.history > 0) {
+      ASSERT_TRUE(m->Forward(ctx, tokens[i].data(), c.history, *kv, scratch, false).ok());
+    }
     alone.push_back(Tensor::Empty(DType::kF32, {c.all_logits ? c.n_new : 1, spec.n_vocab}));
     ASSERT_TRUE(m->Forward(ctx, tokens[i].data() + c.history, c.n_new, *kv, alone.back(), c.all_logits).ok());
     // The history into the pool, one sequence at a time.

@@ -22,7 +22,9 @@ TEST(ThreadPoolTest, ParallelForCoversEachIndexExactlyOnce) {
       std::vector<int> hits(n, 0);
       pool.ParallelFor(n, grain, [&](int64_t b, int64_t e, int) {
         EXPECT_LT(b, e);
-        if (e != n) EXPECT_EQ(e % grain, 0);
+        if (e != n) {
+          EXPECT_EQ(e % grain, 0);
+        }
         for (int64_t i = b; i < e; ++i) ++hits[i];
       });
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "n=" << n << " grain=" << grain << " i=" << i;
