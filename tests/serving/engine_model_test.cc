@@ -147,7 +147,8 @@ TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
     EXPECT_EQ(got.text, out.streamed[static_cast<int>(i)]);
     EXPECT_EQ(got.finish_reason, "length");
   }
-  EXPECT_GT(engine->stats().steps, 24);
+  // They ran together: alone they would take 16 x 24 steps.
+  EXPECT_LT(engine->stats().steps, 100);
   loop.Remove(engine.get());
 }
 
