@@ -126,20 +126,6 @@ struct Q32Pair {
   using XBlock = BlockX;
   static constexpr int kSub = kQK;
   static constexpr int kBias = kBiasQ;
-  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float* m) {
-    const auto* blocks = reinterpret_cast<const BlockW*>(row);
-    const int64_t nb = n_in / kQK;
-    alignas(64) uint8_t pair[64];
-    for (int64_t b = 0; b < nb; b += 2) {
-      const bool two = b + 1 < nb;  // an odd last block is paired with itself
-      _mm512_store_si512(pair, Derived::Quants(blocks[b], blocks[two ? b + 1 : b]));
-      std::memcpy(q + b * kQK, pair, two ? 64 : 32);
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      d[b] = F16(&blocks[b].d);
-      if constexpr (kAffine) m[b] = F16(&blocks[b].m);
-    }
-  }
   static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     MatmulTiles<Derived>(a, n_tokens, row_begin, row_end);
   }
@@ -263,20 +249,6 @@ struct Q45K : KQuant<BlockW> {
   static constexpr int kSub = 32;
   static constexpr int kBias = 0;
   static constexpr bool kAffine = true;
-  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float* m) {
-    for (int64_t sb = 0; sb < n_in / kQK_K; ++sb) {
-      const auto* w = reinterpret_cast<const BlockW*>(row) + sb;
-      const UnpackedQ45K u = UnpackQ45K<kHasHigh>(w);
-      for (int p = 0; p < 4; ++p) _mm512_storeu_si512(q + sb * kQK_K + 64 * p, u.q[p]);
-      uint32_t sm[4];
-      DecodeScalesK4(w->scales, sm);
-      const auto* bytes = reinterpret_cast<const uint8_t*>(sm);  // 8 scales, then 8 mins
-      for (int k = 0; k < 8; ++k) {
-        d[sb * 8 + k] = u.d * static_cast<float>(bytes[k]);
-        m[sb * 8 + k] = -u.dmin * static_cast<float>(bytes[8 + k]);
-      }
-    }
-  }
   static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     MatmulTiles<Derived>(a, n_tokens, row_begin, row_end);
   }
@@ -294,7 +266,7 @@ struct Q45K : KQuant<BlockW> {
       DecodeScalesK4(blk->scales, sm);
       const auto* bytes = reinterpret_cast<const uint8_t*>(sm);
       const float bd = F16(&blk->d), bm = F16(&blk->dmin);
-      for (int k = 0; k < 8; ++k) {  // as UnpackRow computes them
+      for (int k = 0; k < 8; ++k) {
         ds[k][r] = bd * static_cast<float>(bytes[k]);
         ms[k][r] = -bm * static_cast<float>(bytes[8 + k]);
       }
@@ -366,14 +338,6 @@ struct Q6_K : KQuant<BlockQ6_K> {
   static constexpr int kSub = 16;
   static constexpr int kBias = 32;
   static constexpr bool kAffine = false;
-  static void UnpackRow(const uint8_t* row, int64_t n_in, uint8_t* q, float* d, float*) {
-    for (int64_t sb = 0; sb < n_in / kQK_K; ++sb) {
-      const auto* w = reinterpret_cast<const BlockQ6_K*>(row) + sb;
-      const UnpackedQ6K u = PrepW(reinterpret_cast<const uint8_t*>(w));
-      for (int p = 0; p < 4; ++p) _mm512_storeu_si512(q + sb * kQK_K + 64 * p, u.q[p]);
-      for (int k = 0; k < 16; ++k) d[sb * 16 + k] = u.d * static_cast<float>(w->scales[k]);
-    }
-  }
   static void MatmulRows(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     MatmulTiles<Q6_K>(a, n_tokens, row_begin, row_end);
   }
@@ -389,7 +353,7 @@ struct Q6_K : KQuant<BlockQ6_K> {
       const auto* blk =
           reinterpret_cast<const BlockQ6_K*>(w + (r < n_valid ? r : n_valid - 1) * row_bytes) + e / kQK_K;
       const float bd = F16(&blk->d);
-      for (int k = 0; k < 16; ++k) ds[k][r] = bd * static_cast<float>(blk->scales[k]);  // as UnpackRow
+      for (int k = 0; k < 16; ++k) ds[k][r] = bd * static_cast<float>(blk->scales[k]);
     }
     for (int k = 0; k < 16; ++k) d[k] = _mm512_load_ps(ds[k]);
   }

@@ -24,24 +24,27 @@
 //   biased:  w = d * (q - kBias)  ->  d * dx * (sum(q a) - kBias * sum(a))
 //   affine:  w = d * q + m        ->  d * dx * sum(q a) + m * dx * sum(a)
 // A weight type U provides: XBlock (its activation block type), kSub, kBias
-// (0 for affine types), kAffine, and UnpackRow(row, n_in, q, d, m), which
-// writes a row's quants (unsigned, element order) and its per-sub-block
-// scales d and offsets m as f32.
+// (0 for affine types), kAffine; kBlock (elements of a unit: 64, or a
+// 256-element super-block) and kWBytes (bytes of a unit in a row);
+// UnpackUnit(row, e, n_in, q): the unit at element e as kBlock / 64
+// registers of unsigned quants in element order; and UnitScales(w,
+// row_bytes, offsets, n_valid, e, n_in, d, m): the unit's sub-block scales
+// and offsets for 16 rows, row r in lane r. Decode and prefill both take
+// scales from UnitScales, so they are the same floats.
 #pragma once
 
 constexpr int kTileRows = 16;
 struct alignas(64) Line {
   uint8_t b[64];
 };
-// 16 weight rows unpacked: quants row-major, scales and offsets by sub-block
-// with the 16 rows in a line.
+// 16 weight rows prepared for prefill: quants transposed into lines,
+// scales and offsets by sub-block with the 16 rows in a line.
 struct RowTile {
-  std::vector<uint8_t> q;  // [16][n_in]
-  std::vector<Line> d;     // [n_sub]: the 16 rows' sub-block scales, f32
-  std::vector<Line> m;     // [n_sub]: the 16 rows' sub-block offsets, f32 (affine types)
-  std::vector<Line> lines; // prefill: [n_in / 4], line j = elements 4j..4j+3 of rows 0..15
-  std::vector<float> row_d, row_m;  // [n_sub] one row's, before they go into lines
+  std::vector<Line> lines;  // [n_in / 4, rounded up to 16]: line j = elements 4j..4j+3 of rows 0..15
+  std::vector<Line> d;      // [n_sub]: the 16 rows' sub-block scales, f32
+  std::vector<Line> m;      // [n_sub]: the 16 rows' sub-block offsets, f32 (affine types)
 };
+
 // Per token and sub-block, what the activation contributes besides its
 // quants: its scale dx, and either the bias term -kBias * sum(a) or, for
 // affine types, s = dx * sum(a).
@@ -110,31 +113,6 @@ void PrepareTokenBlocks(const MatmulArgs& a, int64_t n_tokens, TokenBlocks& x) {
   }
 }
 
-// Unpacks rows row0 .. row0 + 15 into `tile`; rows at or past row_end (a
-// last, partial tile) repeat the last row, and their results are dropped.
-template <typename U>
-void UnpackRows(const MatmulArgs& a, int64_t row0, int64_t row_end, RowTile& tile) {
-  const int64_t n_sub = a.n_in / U::kSub;
-  tile.q.resize(static_cast<size_t>(kTileRows * a.n_in));
-  tile.d.resize(static_cast<size_t>(n_sub));
-  tile.m.resize(U::kAffine ? static_cast<size_t>(n_sub) : 0);
-  tile.row_d.resize(static_cast<size_t>(n_sub));
-  tile.row_m.resize(static_cast<size_t>(n_sub));
-  uint8_t* q = tile.q.data();
-  Line* d = tile.d.data();
-  Line* m = tile.m.data();
-  float* row_d = tile.row_d.data();
-  float* row_m = tile.row_m.data();
-  for (int r = 0; r < kTileRows; ++r) {
-    const int64_t row = row0 + r < row_end ? row0 + r : row_end - 1;
-    U::UnpackRow(a.w + row * a.w_row_bytes, a.n_in, q + r * a.n_in, row_d, row_m);
-    for (int64_t j = 0; j < n_sub; ++j) {
-      std::memcpy(d[j].b + 4 * r, row_d + j, 4);
-      if constexpr (U::kAffine) std::memcpy(m[j].b + 4 * r, row_m + j, 4);
-    }
-  }
-}
-
 // The float step of one sub-block for one token: the chain every batch size
 // shares. dw, mw: the 16 rows' scales and offsets; dx, sx: the token's.
 template <bool kAffine>
@@ -170,17 +148,44 @@ inline void Transpose16(__m512i r[16]) {
   }
 }
 
-// The tile's quants into lines: per 64 elements, a 16 x 16 dword transpose.
-inline void TransposeToLines(const RowTile& tile, int64_t n_in, std::vector<Line>& lines) {
-  lines.resize(static_cast<size_t>((n_in + 63) / 64 * 16));
-  Line* out = lines.data();
-  const uint8_t* q = tile.q.data();
-  for (int64_t e = 0; e < n_in; e += 64) {
-    const __mmask64 valid = e + 64 <= n_in ? ~__mmask64{0} : __mmask64{0xFFFFFFFFull};  // an odd last block
-    __m512i r[16];
-    for (int i = 0; i < kTileRows; ++i) r[i] = _mm512_maskz_loadu_epi8(valid, q + i * n_in + e);
-    Transpose16(r);
-    for (int g = 0; g < 16; ++g) _mm512_store_si512(out[e / 4 + g].b, r[g]);
+// Byte offsets of the 16 rows of a tile from its first; a last, partial
+// tile repeats its last row (its results are dropped).
+inline __m512i RowOffsets(int64_t row_bytes, int64_t n_valid, int32_t off[kTileRows]) {
+  for (int r = 0; r < kTileRows; ++r) off[r] = static_cast<int32_t>((r < n_valid ? r : n_valid - 1) * row_bytes);
+  return _mm512_loadu_si512(off);
+}
+
+// Unpacks 16 rows into lines: per 64 elements, the 16 rows' quant registers
+// go through a 16 x 16 dword transpose.
+template <typename U>
+void PrepareTile(const MatmulArgs& a, int64_t row0, int64_t n_valid, RowTile& tile) {
+  constexpr int kChunks = static_cast<int>(U::kBlock / 64);
+  constexpr int kSubsPerUnit = static_cast<int>(U::kBlock / U::kSub);
+  const int64_t n_sub = a.n_in / U::kSub;
+  tile.lines.resize(static_cast<size_t>((a.n_in + 63) / 64 * 16));
+  tile.d.resize(static_cast<size_t>(n_sub + kSubsPerUnit));
+  tile.m.resize(U::kAffine ? static_cast<size_t>(n_sub + kSubsPerUnit) : 0);
+  const uint8_t* w = a.w + row0 * a.w_row_bytes;
+  int32_t off[kTileRows];
+  const __m512i offsets = RowOffsets(a.w_row_bytes, n_valid, off);
+  Line* lines = tile.lines.data();
+  for (int64_t e = 0; e < a.n_in; e += U::kBlock) {
+    __m512i q[kChunks][kTileRows];
+    for (int r = 0; r < kTileRows; ++r) {
+      __m512i unit[kChunks];
+      U::UnpackUnit(w + off[r], e, a.n_in, unit);
+      for (int c = 0; c < kChunks; ++c) q[c][r] = unit[c];
+    }
+    for (int c = 0; c < kChunks; ++c) {
+      Transpose16(q[c]);
+      for (int g = 0; g < 16; ++g) _mm512_store_si512(lines[(e + 64 * c) / 4 + g].b, q[c][g]);
+    }
+    __m512 dw[kSubsPerUnit], mw[kSubsPerUnit];
+    U::UnitScales(w, a.w_row_bytes, offsets, n_valid, e, a.n_in, dw, mw);
+    for (int k = 0; k < kSubsPerUnit && e / U::kSub + k < n_sub; ++k) {
+      _mm512_store_ps(tile.d[e / U::kSub + k].b, dw[k]);
+      if constexpr (U::kAffine) _mm512_store_ps(tile.m[e / U::kSub + k].b, mw[k]);
+    }
   }
 }
 
@@ -260,22 +265,14 @@ inline void ReduceChunk(__m512i p[16], __m512i* sums) {
   }
 }
 
-// U also provides, for decode: kBlock (elements of a unit: 64, or a 256
-// super-block), kWBytes (bytes of a unit in a row), UnpackUnit(row, e, n_in,
-// q) (the unit at element e as kBlock / 64 registers of unsigned quants in
-// element order) and UnitScales(w, row_bytes, offsets, n_valid, e, n_in, d,
-// m) (the unit's sub-block scales and offsets of the 16 rows, row r in lane
-// r, bit-identical to what UnpackRow gives).
 template <typename U>
 void DecodeTile(const MatmulArgs& a, const TokenBlocks& x, int64_t row0, int64_t n_valid) {
   constexpr int kChunks = static_cast<int>(U::kBlock / 64);
   constexpr int kPerChunk = 64 / U::kSub;
   const uint8_t* w = a.w + row0 * a.w_row_bytes;
   const int64_t n_sub = a.n_in / U::kSub;
-  // Byte offset of each row; a last partial tile repeats its last row.
-  alignas(64) int32_t off[kTileRows];
-  for (int r = 0; r < kTileRows; ++r) off[r] = static_cast<int32_t>((r < n_valid ? r : n_valid - 1) * a.w_row_bytes);
-  const __m512i offsets = _mm512_load_si512(off);
+  int32_t off[kTileRows];
+  const __m512i offsets = RowOffsets(a.w_row_bytes, n_valid, off);
   __m512 acc = _mm512_setzero_ps();
   __m512i p[kChunks][kTileRows];
   for (int64_t e = 0, unit = 0; e < a.n_in; e += U::kBlock, ++unit) {
@@ -329,8 +326,7 @@ void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64
       DecodeTile<U>(a, x, r, n_valid);
       continue;
     }
-    UnpackRows<U>(a, r, row_end, tile);
-    TransposeToLines(tile, a.n_in, tile.lines);
+    PrepareTile<U>(a, r, n_valid, tile);
     int64_t t = 0;
     for (; t + 4 <= n_tokens; t += 4) TileTokens<U, 4>(a, tile, x, r, n_valid, t);
     switch (n_tokens - t) {
