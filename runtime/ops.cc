@@ -105,8 +105,13 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     }
     xq = buf;
   }
-  // Rows of all targets, end to end; a thread's range may span two targets.
-  ctx.pool().ParallelFor(total_rows, 16, [&](int64_t b, int64_t e, int) {
+  // Rows of all targets, end to end; a chunk may span two targets. Decode
+  // takes chunks of 16 rows or more; a prefill chunk prepares its
+  // activations once per call (kernels' transposed tiles), so prefill hands
+  // each thread one chunk.
+  const int64_t grain =
+      n_tokens == 1 ? 16 : (total_rows + 16 * ctx.n_threads() - 1) / (16 * ctx.n_threads()) * 16;
+  ctx.pool().ParallelFor(total_rows, grain, [&](int64_t b, int64_t e, int) {
     int64_t first = 0;
     for (const MatMulTarget& t : targets) {
       const int64_t n_out = t.w->dim(0);
