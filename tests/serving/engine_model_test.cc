@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "serving/engine/step_loop.h"
-#include "tests/test_util.h"
+#include "tests/serving/smollm2_fixture.h"
 
 namespace atrium {
 namespace {
@@ -67,32 +67,15 @@ int64_t RssKib() {
   return -1;
 }
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public testing::SmolLm2Test {
  protected:
-  void SetUp() override {
-    ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
-    auto model = Model::Load(path);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = std::move(*model);
-    auto tok = Tokenizer::FromGguf(model_->file());
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = std::move(*tok);
-  }
-
   std::unique_ptr<Engine> NewEngine(EngineOptions o = {}) {
     auto e = Engine::Create(*model_, *tokenizer_, o);
     EXPECT_TRUE(e.ok()) << e.status().ToString();
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  static GenerationOptions Greedy(int max_tokens) {
-    GenerationOptions o;
-    o.sampling.temperature = 0;
-    o.max_tokens = max_tokens;
-    o.ignore_eos = true;
-    return o;
-  }
-  std::vector<int32_t> Prompt(const std::string& text) { return tokenizer_->Encode(text, true, false); }
+  static GenerationOptions Greedy(int max_tokens) { return SmolLm2Test::Greedy(max_tokens, /*ignore_eos=*/true); }
 
   // Sixteen prompts of different lengths.
   std::vector<std::vector<int32_t>> Prompts() {
@@ -107,9 +90,6 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ops::Context ctx_{2};
 };
 
 TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {

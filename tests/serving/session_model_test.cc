@@ -4,36 +4,12 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/test_util.h"
+#include "tests/serving/smollm2_fixture.h"
 
 namespace atrium {
 namespace {
 
-class SessionTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
-    auto model = Model::Load(path);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = std::move(*model);
-    auto tok = Tokenizer::FromGguf(model_->file());
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = std::move(*tok);
-  }
-
-  GenerationOptions Greedy(int max_tokens) {
-    GenerationOptions o;
-    o.sampling.temperature = 0;
-    o.max_tokens = max_tokens;
-    return o;
-  }
-
-  std::vector<int32_t> Prompt(const std::string& text) { return tokenizer_->Encode(text, true, false); }
-
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ops::Context ctx_{2};
-};
+using SessionTest = testing::SmolLm2Test;
 
 TEST_F(SessionTest, MaxTokensAndStreamingDeltas) {
   Session s(*model_, *tokenizer_, ctx_, 256);
