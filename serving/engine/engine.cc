@@ -21,23 +21,32 @@ double LogSumExp(const float* logits, int64_t n) {
   return max + std::log(sum);
 }
 
-TokenLogprob Score(const float* logits, int64_t n_vocab, int32_t token, int32_t top_k, std::vector<float>& scratch) {
+TokenLogprob Score(const float* logits, int64_t n_vocab, int32_t token, int32_t top_k) {
   const double lse = LogSumExp(logits, n_vocab);
   TokenLogprob lp;
   lp.token = token;
   lp.logprob = static_cast<float>(logits[token] - lse);
   if (top_k > 0) {
+    // A min-heap of the best k (ties: the lower id wins), then sorted.
+    auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     std::vector<std::pair<float, int32_t>> best;
     best.reserve(static_cast<size_t>(top_k) + 1);
     for (int32_t i = 0; i < n_vocab; ++i) {
-      if (static_cast<int32_t>(best.size()) == top_k && logits[i] <= best.back().first) continue;
-      best.emplace_back(logits[i], i);
-      std::sort(best.begin(), best.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      if (static_cast<int32_t>(best.size()) > top_k) best.pop_back();
+      const std::pair<float, int32_t> c{logits[i], i};
+      if (static_cast<int32_t>(best.size()) < top_k) {
+        best.push_back(c);
+        std::push_heap(best.begin(), best.end(), better);
+      } else if (better(c, best.front())) {
+        std::pop_heap(best.begin(), best.end(), better);
+        best.back() = c;
+        std::push_heap(best.begin(), best.end(), better);
+      }
     }
+    std::sort(best.begin(), best.end(), better);
     for (auto [logit, id] : best) lp.top.emplace_back(id, static_cast<float>(logit - lse));
   }
-  (void)scratch;
   return lp;
 }
 
@@ -367,7 +376,7 @@ void Engine::ScorePrompt(Sequence& s, int64_t start, int64_t n_rows, const float
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t next = start + r + 1;
     if (next >= s.n_prompt) break;
-    s.result.prompt_logprobs.push_back(Score(logits + r * n_vocab, n_vocab, s.tokens[next], top, scratch_));
+    s.result.prompt_logprobs.push_back(Score(logits + r * n_vocab, n_vocab, s.tokens[next], top));
   }
 }
 
@@ -391,7 +400,7 @@ bool Engine::SampleNext(Sequence& s, float* logits) {
   s.result.tokens.push_back(token);
   TokenLogprob lp;
   if (s.req->logprobs >= 0) {
-    lp = Score(raw.data(), n_vocab, token, s.req->logprobs, scratch_);
+    lp = Score(raw.data(), n_vocab, token, s.req->logprobs);
     s.result.logprobs.push_back(lp);
   }
   const std::string text = s.text.Push(token);

@@ -142,7 +142,6 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
   std::unordered_map<int64_t, Sequence*> by_id_;
   Tensor logits_;
-  std::vector<float> scratch_;  // one logit row for logprobs
   EngineStats stats_;
 };
 

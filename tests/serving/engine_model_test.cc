@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <fstream>
 #include <random>
@@ -261,6 +262,64 @@ TEST_F(EngineTest, LogprobsAndEcho) {
     EXPECT_EQ(g.logprobs[i].top[0].first, g.tokens[i]);
     EXPECT_FLOAT_EQ(g.logprobs[i].top[0].second, g.logprobs[i].logprob);
   }
+  loop.Remove(engine.get());
+}
+
+// Scoring text (evaluation): echo with max_tokens 0 gives the prompt's
+// log-likelihood and generates nothing; the scores match a plain log-softmax
+// of the model's logits.
+TEST_F(EngineTest, EchoWithoutGenerationScoresThePrompt) {
+  auto engine = NewEngine();
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  Outcomes out;
+  const std::vector<int32_t> prompt = Prompt("Paris is the capital of France.");
+  auto r = out.Request(0, prompt, Greedy(0));
+  r->echo = true;
+  ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  out.WaitFor(1);
+  ASSERT_TRUE(out.done[0].first.ok()) << out.done[0].first.ToString();
+  const GenerationResult& g = out.done[0].second;
+  EXPECT_TRUE(g.tokens.empty());
+  EXPECT_EQ(g.finish_reason, "length");
+  ASSERT_EQ(g.prompt_logprobs.size(), prompt.size());
+  // The same scores from the model directly.
+  auto kv = model_->NewKvCache(64);
+  const int64_t n = static_cast<int64_t>(prompt.size()), n_vocab = model_->config().n_vocab;
+  Tensor logits = Tensor::Empty(DType::kF32, {n, n_vocab});
+  ASSERT_TRUE(model_->Forward(ctx_, prompt.data(), n, *kv, logits, true).ok());
+  for (int64_t i = 1; i < n; ++i) {
+    const float* row = logits.data<float>() + (i - 1) * n_vocab;
+    double max = row[0], sum = 0;
+    for (int64_t v = 0; v < n_vocab; ++v) max = std::max<double>(max, row[v]);
+    for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(row[v] - max);
+    const double want = row[prompt[i]] - max - std::log(sum);
+    EXPECT_NEAR(g.prompt_logprobs[i].logprob, want, 1e-3) << "token " << i;
+  }
+  loop.Remove(engine.get());
+}
+
+TEST_F(EngineTest, StopStringEndsTheStreamBeforeIt) {
+  auto engine = NewEngine();
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  const std::vector<int32_t> prompt = Prompt("List the planets of the solar system:");
+  Outcomes full;
+  auto r = full.Request(0, prompt, Greedy(40));
+  ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  full.WaitFor(1);
+  const std::string text = full.done[0].second.text;
+  ASSERT_GT(text.size(), 20u);
+  const std::string stop = text.substr(10, 4);
+  GenerationOptions o = Greedy(40);
+  o.stop = {stop};
+  Outcomes cut;
+  auto r2 = cut.Request(0, prompt, o);
+  ASSERT_TRUE(loop.Submit(*engine, r2).ok());
+  cut.WaitFor(1);
+  EXPECT_EQ(cut.done[0].second.finish_reason, "stop");
+  EXPECT_EQ(cut.done[0].second.text, text.substr(0, text.find(stop)));
+  EXPECT_EQ(cut.streamed[0], cut.done[0].second.text);
   loop.Remove(engine.get());
 }
 
