@@ -179,11 +179,19 @@ struct Q8_0 : Q32Pair<Q8_0, BlockQ8_0, BlockQ8_0, 128> {
 // K-quants: one 256-element super-block per step (KQuant, quant_simd.h).
 
 // 16-bit lane i of the result = lane (base + i / group) of the source.
+// A constant table, so no call builds it with scalar stores (whose vector
+// reload stalls on store forwarding).
+template <int kBase, int kGroup>
+struct SpreadTable {
+  alignas(64) uint16_t idx[32];
+  constexpr SpreadTable() : idx{} {
+    for (int i = 0; i < 32; ++i) idx[i] = static_cast<uint16_t>(kBase + i / kGroup);
+  }
+};
 template <int kBase, int kGroup>
 inline __m512i SpreadIndex() {
-  alignas(64) uint16_t idx[32];
-  for (int i = 0; i < 32; ++i) idx[i] = static_cast<uint16_t>(kBase + i / kGroup);
-  return _mm512_load_si512(idx);
+  alignas(64) static constexpr SpreadTable<kBase, kGroup> kTable;
+  return _mm512_load_si512(kTable.idx);
 }
 
 // A K-quant super-block unpacked for the dot products: PrepW does the bit

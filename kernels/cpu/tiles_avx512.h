@@ -132,13 +132,17 @@ inline void StoreRows(float* out, __m512 acc, int64_t n_valid) {
 // In place: r[i] lane l becomes r[l] lane i. Recursive block swaps: at
 // distance d, rows i and i + d exchange their off-diagonal d x d blocks.
 inline void Transpose16(__m512i r[16]) {
-  for (int d = 8; d >= 1; d /= 2) {
-    alignas(64) int32_t lo[16], hi[16];
-    for (int l = 0; l < 16; ++l) {
-      lo[l] = (l & d) ? 16 + l - d : l;
-      hi[l] = (l & d) ? 16 + l : l + d;
-    }
-    const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+  // Index tables per distance d = 8, 4, 2, 1: lo[l] = l & d ? 16 + l - d : l,
+  // hi[l] = l & d ? 16 + l : l + d. Constants: built at run time, their
+  // scalar stores stalled the vector loads (store forwarding) on every call.
+  alignas(64) static constexpr int32_t kIdx[4][2][16] = {
+      {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+      {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+      {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+      {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+  };
+  for (int level = 0, d = 8; level < 4; ++level, d /= 2) {
+    const __m512i ilo = _mm512_load_si512(kIdx[level][0]), ihi = _mm512_load_si512(kIdx[level][1]);
     for (int i = 0; i < 16; ++i) {
       if (i & d) continue;
       const __m512i a = r[i], b = r[i + d];
