@@ -173,9 +173,15 @@ void PrepareTile(const MatmulArgs& a, int64_t row0, int64_t n_valid, RowTile& ti
   int32_t off[kTileRows];
   const __m512i offsets = RowOffsets(a.w_row_bytes, n_valid, off);
   Line* lines = tile.lines.data();
-  for (int64_t e = 0; e < a.n_in; e += U::kBlock) {
+  for (int64_t e = 0, u = 0; e < a.n_in; e += U::kBlock, ++u) {
     __m512i q[kChunks][kTileRows];
     for (int r = 0; r < kTileRows; ++r) {
+      // The same unit of the next tile (as in DecodeTile): 16 row streams
+      // of a few dozen bytes per unit are more than the hardware prefetcher follows.
+      for (int64_t b = 0; b < U::kWBytes; b += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + off[r] + kTileRows * a.w_row_bytes + u * U::kWBytes + b),
+                     _MM_HINT_T0);
+      }
       __m512i unit[kChunks];
       U::UnpackUnit(w + off[r], e, a.n_in, unit);
       for (int c = 0; c < kChunks; ++c) q[c][r] = unit[c];
