@@ -77,9 +77,9 @@ struct CpuKernels {
   // Causal grouped-query attention of n_tokens query tokens of one sequence,
   // at positions q_pos0, q_pos0+1, ..., over keys 0..n_kv-1 where key j has
   // position j. q: [n_tokens, n_heads * head_dim] rows q_stride floats apart;
-  // k, v: rows of n_kv_heads * head_dim floats, kv_stride floats apart, where
-  // key j is row j when blocks is null, else (a paged cache) row
-  // blocks[j / block_tokens] * block_tokens + j % block_tokens;
+  // k, v: rows of n_kv_heads * head_dim elements of kv_type (kF32 or kF16),
+  // kv_stride elements apart, where key j is row j when blocks is null, else
+  // (a paged cache) row blocks[j / block_tokens] * block_tokens + j % block_tokens;
   // out: [n_tokens, n_heads * head_dim] rows out_stride floats apart.
   // Query head h reads kv head h / (n_heads / n_kv_heads). Key j is visible to
   // a query at position p iff j <= p and (window == 0 || p - j < window).
@@ -87,8 +87,8 @@ struct CpuKernels {
   // Only heads [head_begin, head_end) are computed (threads split by head).
   // scratch: at least n_kv floats, owned by the calling thread.
   void (*attention)(float* out, int64_t out_stride, const float* q, int64_t q_stride,
-                    const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
-                    int64_t block_tokens, int64_t n_tokens,
+                    const void* k, const void* v, DType kv_type, int64_t kv_stride,
+                    const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
                     int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads,
                     int64_t head_dim, float scale, float softcap, int64_t window,
                     int64_t head_begin, int64_t head_end, float* scratch);

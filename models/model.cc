@@ -46,9 +46,10 @@ Activations::Rows Activations::First(int64_t n) {
 void CacheAndAttend(const ForwardArgs& args, int64_t l, const Tensor& k, const Tensor& v, const Tensor& q,
                     Tensor& out, const ops::AttentionShape& shape) {
   const int64_t* slots = args.a.slots.data();
-  ops::ScatterRows(args.ctx, args.kv.k(l), args.kv.k_dim(), k, slots);
-  ops::ScatterRows(args.ctx, args.kv.v(l), args.kv.v_dim(), v, slots);
-  const ops::KvRows rows{args.kv.k(l), args.kv.v(l), args.kv.k_dim(), args.kv.block_tokens()};
+  const DType kv_type = args.kv.dtype();
+  ops::ScatterRows(args.ctx, args.kv.k_data(l), kv_type, args.kv.k_dim(), k, slots);
+  ops::ScatterRows(args.ctx, args.kv.v_data(l), kv_type, args.kv.v_dim(), v, slots);
+  const ops::KvRows rows{args.kv.k_data(l), args.kv.v_data(l), args.kv.k_dim(), args.kv.block_tokens(), kv_type};
   ops::Attention(args.ctx, out, q, rows, args.a.seqs.data(), static_cast<int64_t>(args.a.seqs.size()), shape);
 }
 
@@ -145,8 +146,8 @@ std::unique_ptr<KvCache> Model::NewKvCache(int64_t capacity) const {
   return std::make_unique<KvCache>(config_.n_layers, capacity, config_.k_dim(), config_.v_dim());
 }
 
-StatusOr<std::unique_ptr<KvPool>> Model::NewKvPool(int32_t block_tokens, int64_t budget_bytes) const {
-  return KvPool::Create(config_.n_layers, config_.k_dim(), config_.v_dim(), block_tokens, budget_bytes);
+StatusOr<std::unique_ptr<KvPool>> Model::NewKvPool(int32_t block_tokens, int64_t budget_bytes, DType dtype) const {
+  return KvPool::Create(config_.n_layers, config_.k_dim(), config_.v_dim(), block_tokens, budget_bytes, dtype);
 }
 
 int64_t Model::LogitRows(std::span<const ForwardSeq> seqs) {

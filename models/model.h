@@ -93,8 +93,9 @@ class Model {
 
   // A cache for one sequence of up to `capacity` tokens.
   std::unique_ptr<KvCache> NewKvCache(int64_t capacity) const;
-  // A paged cache for many sequences within budget_bytes.
-  StatusOr<std::unique_ptr<KvPool>> NewKvPool(int32_t block_tokens, int64_t budget_bytes) const;
+  // A paged cache for many sequences within budget_bytes, of f32 or f16.
+  StatusOr<std::unique_ptr<KvPool>> NewKvPool(int32_t block_tokens, int64_t budget_bytes,
+                                              DType dtype = DType::kF32) const;
 
   // Runs a ragged batch: each sequence's new tokens at its own positions, in
   // one pass, so every weight is read once for the whole batch. logits

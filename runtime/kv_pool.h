@@ -4,8 +4,9 @@
 // counted); a shared block is copied before anyone writes into it, so no
 // sequence ever sees another's keys and values.
 //
-// Layout: per layer one contiguous f32 array K [n_blocks, block_tokens, k_dim]
-// and V [n_blocks, block_tokens, v_dim], so position t of a sequence lives at
+// Layout: per layer one contiguous array K [n_blocks, block_tokens, k_dim]
+// and V [n_blocks, block_tokens, v_dim] of f32, or of f16 (half the memory and
+// half the attention's reads, llama.cpp's default), so position t of a sequence lives at
 // slot table.blocks[t / block_tokens] * block_tokens + t % block_tokens, and
 // its key at k(layer) + slot * k_dim. Memory is reserved up front (anonymous
 // mmap) and pages are touched only as blocks fill.
@@ -17,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "runtime/dtype.h"
 #include "runtime/status.h"
 
 namespace atrium {
@@ -35,10 +37,13 @@ class KvPool {
   // n_blocks = budget_bytes / bytes_per_block(); INVALID_ARGUMENT for a bad
   // shape or a budget below one block, RESOURCE_EXHAUSTED if the address
   // space cannot be reserved.
+  // dtype: kF32 or kF16.
   static StatusOr<std::unique_ptr<KvPool>> Create(int64_t n_layers, int64_t k_dim, int64_t v_dim,
-                                                  int32_t block_tokens, int64_t budget_bytes);
-  // Bytes of one block over all layers, K and V: n_layers * block_tokens * (k_dim + v_dim) * 4.
-  static int64_t BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens);
+                                                  int32_t block_tokens, int64_t budget_bytes,
+                                                  DType dtype = DType::kF32);
+  // Bytes of one block over all layers, K and V: n_layers * block_tokens * (k_dim + v_dim) * element size.
+  static int64_t BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens,
+                               DType dtype = DType::kF32);
   // Blocks that hold n_tokens positions.
   static int64_t BlocksFor(int64_t n_tokens, int32_t block_tokens) {
     return (n_tokens + block_tokens - 1) / block_tokens;
@@ -52,15 +57,18 @@ class KvPool {
   int64_t k_dim() const { return k_dim_; }
   int64_t v_dim() const { return v_dim_; }
   int32_t block_tokens() const { return block_tokens_; }
-  int64_t bytes_per_block() const { return BytesPerBlock(n_layers_, k_dim_, v_dim_, block_tokens_); }
+  DType dtype() const { return dtype_; }
+  int64_t bytes_per_block() const { return BytesPerBlock(n_layers_, k_dim_, v_dim_, block_tokens_, dtype_); }
   int32_t total_blocks() const { return n_blocks_; }
   int32_t free_blocks() const { return static_cast<int32_t>(free_.size()); }
   int32_t used_blocks() const { return n_blocks_ - free_blocks(); }
 
-  float* k(int64_t layer) { return k_[layer]; }  // [n_blocks * block_tokens, k_dim]
-  float* v(int64_t layer) { return v_[layer]; }  // [n_blocks * block_tokens, v_dim]
-  const float* k(int64_t layer) const { return k_[layer]; }
-  const float* v(int64_t layer) const { return v_[layer]; }
+  // [n_blocks * block_tokens, k_dim] / [.., v_dim] of dtype().
+  void* k_data(int64_t layer) const { return k_[layer]; }
+  void* v_data(int64_t layer) const { return v_[layer]; }
+  // The same for an f32 pool.
+  float* k(int64_t layer) const { return F32(k_[layer]); }
+  float* v(int64_t layer) const { return F32(v_[layer]); }
   // Row index of position `pos` of a sequence in the k()/v() arrays.
   int64_t Slot(const BlockTable& table, int64_t pos) const {
     return static_cast<int64_t>(table.blocks[pos / block_tokens_]) * block_tokens_ + pos % block_tokens_;
@@ -92,15 +100,21 @@ class KvPool {
   BlockTable Fork(const BlockTable& table);
 
  private:
-  KvPool(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens, int32_t n_blocks);
+  KvPool(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens, int32_t n_blocks, DType dtype);
+  float* F32(void* p) const {
+    ATRIUM_CHECK(dtype_ == DType::kF32, "kv pool: float access to an f16 pool");
+    return static_cast<float*>(p);
+  }
   void CheckBlock(int32_t block) const;
 
   int64_t n_layers_, k_dim_, v_dim_;
   int32_t block_tokens_;
   int32_t n_blocks_;
+  DType dtype_;
+  int64_t elem_bytes_;
   void* base_ = nullptr;  // one anonymous mapping holding every layer's K and V
   size_t mapped_bytes_ = 0;
-  std::vector<float*> k_, v_;
+  std::vector<char*> k_, v_;
   std::vector<int32_t> refcount_;  // per block; 0 = free
   // Free block ids, popped from the back: recently freed blocks are reused
   // first, their pages are likely resident already.

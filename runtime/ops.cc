@@ -210,7 +210,7 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
       if (t0 == t1) continue;
       float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(a.n_kv));
       kt.attention(od + (a.row0 + t0) * out.cols(), out.cols(), qd + (a.row0 + t0) * q.cols(), q.cols(), kv.k, kv.v,
-                   kv.stride, a.blocks, kv.block_tokens, t1 - t0, a.q_pos0 + t0, a.n_kv, s.n_heads, s.n_kv_heads,
+                   kv.dtype, kv.stride, a.blocks, kv.block_tokens, t1 - t0, a.q_pos0 + t0, a.n_kv, s.n_heads, s.n_kv_heads,
                    s.head_dim, s.scale, s.softcap, s.window, h0, h0 + heads_per_unit, scratch);
     }
   });
@@ -219,16 +219,24 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v, int64_t kv_stride,
                int64_t q_pos0, int64_t n_kv, const AttentionShape& shape) {
   const AttentionSeq seq{0, q.rows(), q_pos0, n_kv, nullptr};
-  Attention(ctx, out, q, KvRows{k, v, kv_stride, 0}, &seq, 1, shape);
+  Attention(ctx, out, q, KvRows{k, v, kv_stride, 0, DType::kF32}, &seq, 1, shape);
 }
 
-void ScatterRows(Context& ctx, float* dst, int64_t dst_stride, const Tensor& src, const int64_t* rows) {
+void ScatterRows(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src, const int64_t* rows) {
   CheckF32(src, "scatter src");
-  ATRIUM_CHECK(dst_stride >= src.cols(), "scatter: rows of %lld floats into a stride of %lld",
-               static_cast<long long>(src.cols()), static_cast<long long>(dst_stride));
+  ATRIUM_CHECK(dst_stride >= src.cols() && (dst_type == DType::kF32 || dst_type == DType::kF16),
+               "scatter: rows of %lld floats into a stride of %lld", static_cast<long long>(src.cols()),
+               static_cast<long long>(dst_stride));
   const float* s = src.data<float>();
+  if (dst_type == DType::kF32) {
+    for (int64_t i = 0; i < src.rows(); ++i) {
+      std::copy_n(s + i * src.cols(), src.cols(), static_cast<float*>(dst) + rows[i] * dst_stride);
+    }
+    return;
+  }
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
   for (int64_t i = 0; i < src.rows(); ++i) {
-    std::copy_n(s + i * src.cols(), src.cols(), dst + rows[i] * dst_stride);
+    k.quantize_row(DType::kF16, static_cast<uint16_t*>(dst) + rows[i] * dst_stride, s + i * src.cols(), src.cols());
   }
 }
 

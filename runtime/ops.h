@@ -63,15 +63,16 @@ struct AttentionShape {
   float softcap = 0.0f;  // 0 = none
   int64_t window = 0;    // 0 = full causal attention
 };
-// One layer's keys and values: rows of n_kv_heads * head_dim floats, stride
-// floats apart. A sequence's key j is row j of a contiguous cache (blocks
-// null), or row blocks[j / block_tokens] * block_tokens + j % block_tokens of
-// a paged one.
+// One layer's keys and values: rows of n_kv_heads * head_dim elements of
+// dtype (f32 or f16), stride elements apart. A sequence's key j is row j of
+// a contiguous cache (blocks null), or row
+// blocks[j / block_tokens] * block_tokens + j % block_tokens of a paged one.
 struct KvRows {
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
   int64_t stride;
   int64_t block_tokens;
+  DType dtype = DType::kF32;
 };
 // One sequence of a batched attention: its query rows [row0, row0 + n_tokens)
 // of q / out sit at positions q_pos0.., and its keys 0..n_kv-1 are visible
@@ -92,9 +93,10 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
                int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& shape);
 
-// Row i of src [n, cols] is copied to row rows[i] of dst (rows dst_stride
-// floats apart): new keys and values into their cache rows.
-void ScatterRows(Context& ctx, float* dst, int64_t dst_stride, const Tensor& src, const int64_t* rows);
+// Row i of src [n, cols] f32 is copied to row rows[i] of dst (rows
+// dst_stride elements of dst_type apart, f32 or f16): new keys and values
+// into their cache rows.
+void ScatterRows(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src, const int64_t* rows);
 // Row rows[i] of src is copied to row i of dst [n, cols].
 void GatherRows(Context& ctx, Tensor& dst, const Tensor& src, const int64_t* rows);
 

@@ -17,62 +17,74 @@
 namespace atrium::kernels {
 namespace {
 
-// s[j] = scale * dot(q, k + j * kv_stride) for j in [0, n); dim floats each.
+// Loads of f32, or of f16 (a KV cache) converted to f32.
 template <class V>
-inline void AttentionScores(float* s, const float* q, const float* k, int64_t kv_stride,
+inline typename V::T LoadE(const float* p) { return V::Load(p); }
+template <class V>
+inline typename V::T LoadE(const uint16_t* p) { return V::LoadHalf(p); }
+template <class V>
+inline typename V::T LoadTailE(const float* p, typename V::M m) { return V::LoadTail(p, m); }
+template <class V>
+inline typename V::T LoadTailE(const uint16_t* p, typename V::M m) { return V::LoadHalfTail(p, m); }
+
+// s[j] = scale * dot(q, k + j * kv_stride) for j in [0, n); dim elements
+// each. E (the cache's element) is float or uint16_t (f16): LoadE
+// converts either to f32.
+template <class V, typename E>
+inline void AttentionScores(float* s, const float* q, const E* k, int64_t kv_stride,
                             int64_t n, int64_t dim, float scale) {
   constexpr int64_t L = V::kLanes;
   const int64_t full = dim / L * L;
   const auto tail = V::TailMask(dim - full);
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float* k0 = k + j * kv_stride;
-    const float* k1 = k0 + kv_stride;
-    const float* k2 = k1 + kv_stride;
-    const float* k3 = k2 + kv_stride;
+    const E* k0 = k + j * kv_stride;
+    const E* k1 = k0 + kv_stride;
+    const E* k2 = k1 + kv_stride;
+    const E* k3 = k2 + kv_stride;
     auto a0 = V::Zero(), a1 = V::Zero(), a2 = V::Zero(), a3 = V::Zero();
     for (int64_t d = 0; d < full; d += L) {
-      const auto qv = V::Load(q + d);
-      a0 = V::Fma(qv, V::Load(k0 + d), a0);
-      a1 = V::Fma(qv, V::Load(k1 + d), a1);
-      a2 = V::Fma(qv, V::Load(k2 + d), a2);
-      a3 = V::Fma(qv, V::Load(k3 + d), a3);
+      const auto qv = LoadE<V>(q + d);
+      a0 = V::Fma(qv, LoadE<V>(k0 + d), a0);
+      a1 = V::Fma(qv, LoadE<V>(k1 + d), a1);
+      a2 = V::Fma(qv, LoadE<V>(k2 + d), a2);
+      a3 = V::Fma(qv, LoadE<V>(k3 + d), a3);
     }
     if (full < dim) {
-      const auto qv = V::LoadTail(q + full, tail);
-      a0 = V::Fma(qv, V::LoadTail(k0 + full, tail), a0);
-      a1 = V::Fma(qv, V::LoadTail(k1 + full, tail), a1);
-      a2 = V::Fma(qv, V::LoadTail(k2 + full, tail), a2);
-      a3 = V::Fma(qv, V::LoadTail(k3 + full, tail), a3);
+      const auto qv = LoadTailE<V>(q + full, tail);
+      a0 = V::Fma(qv, LoadTailE<V>(k0 + full, tail), a0);
+      a1 = V::Fma(qv, LoadTailE<V>(k1 + full, tail), a1);
+      a2 = V::Fma(qv, LoadTailE<V>(k2 + full, tail), a2);
+      a3 = V::Fma(qv, LoadTailE<V>(k3 + full, tail), a3);
     }
     float r[4];
     V::Reduce4(a0, a1, a2, a3, r);
     for (int i = 0; i < 4; ++i) s[j + i] = scale * r[i];
   }
   for (; j < n; ++j) {
-    const float* kj = k + j * kv_stride;
+    const E* kj = k + j * kv_stride;
     auto a = V::Zero();
-    for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(q + d), V::Load(kj + d), a);
-    if (full < dim) a = V::Fma(V::LoadTail(q + full, tail), V::LoadTail(kj + full, tail), a);
+    for (int64_t d = 0; d < full; d += L) a = V::Fma(LoadE<V>(q + d), LoadE<V>(kj + d), a);
+    if (full < dim) a = V::Fma(LoadTailE<V>(q + full, tail), LoadTailE<V>(kj + full, tail), a);
     s[j] = scale * V::ReduceAdd(a);
   }
 }
 
 // acc[0 .. NV*L) = corr * acc + sum_j p[j] * v[j * kv_stride + 0 .. NV*L),
 // accumulated in NV registers.
-template <class V, int NV>
-inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const float* v,
+template <class V, int NV, typename E>
+inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const E* v,
                                 int64_t kv_stride, int64_t n) {
   constexpr int64_t L = V::kLanes;
   const auto cv = V::Set1(corr);
   typename V::T a[NV];
 #pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) a[i] = V::Mul(V::Load(acc + i * L), cv);
+  for (int i = 0; i < NV; ++i) a[i] = V::Mul(LoadE<V>(acc + i * L), cv);
   for (int64_t j = 0; j < n; ++j) {
     const auto w = V::Set1(p[j]);
-    const float* row = v + j * kv_stride;
+    const E* row = v + j * kv_stride;
 #pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) a[i] = V::Fma(w, V::Load(row + i * L), a[i]);
+    for (int i = 0; i < NV; ++i) a[i] = V::Fma(w, LoadE<V>(row + i * L), a[i]);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NV; ++i) V::Store(acc + i * L, a[i]);
@@ -80,8 +92,8 @@ inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const fl
 
 // The same over all of dim: register blocks of 8, 4, 2, 1 vectors, then a
 // masked tail.
-template <class V>
-inline void AccumulateRows(float* acc, float corr, const float* p, const float* v,
+template <class V, typename E>
+inline void AccumulateRows(float* acc, float corr, const float* p, const E* v,
                            int64_t kv_stride, int64_t n, int64_t dim) {
   constexpr int64_t L = V::kLanes;
   int64_t c = 0;
@@ -100,9 +112,9 @@ inline void AccumulateRows(float* acc, float corr, const float* p, const float* 
   }
   if (c < dim) {
     const auto m = V::TailMask(dim - c);
-    auto a = V::Mul(V::LoadTail(acc + c, m), V::Set1(corr));
+    auto a = V::Mul(LoadTailE<V>(acc + c, m), V::Set1(corr));
     for (int64_t j = 0; j < n; ++j) {
-      a = V::Fma(V::Set1(p[j]), V::LoadTail(v + j * kv_stride + c, m), a);
+      a = V::Fma(V::Set1(p[j]), LoadTailE<V>(v + j * kv_stride + c, m), a);
     }
     V::StoreTail(acc + c, m, a);
   }
@@ -111,9 +123,10 @@ inline void AccumulateRows(float* acc, float corr, const float* p, const float* 
 // Where the keys and values of one kv head live: key j is row Row(j) of k
 // and v, rows stride floats apart. A contiguous cache has no blocks; a paged
 // one keeps block_tokens consecutive rows per block.
+template <typename E>
 struct KeyRows {
-  const float* k;
-  const float* v;
+  const E* k;
+  const E* v;
   int64_t stride;
   const int32_t* blocks;  // null: key j is row j
   int64_t block_tokens;
@@ -139,8 +152,8 @@ constexpr int64_t kMaxHeadDim = 512;
 // once and then served from L1 to every head of the group, which is what
 // decode with grouped-query attention is bound by. A block never crosses a
 // block of a paged cache.
-template <class V>
-void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows& kv, int64_t begin, int64_t end,
+template <class V, typename E>
+void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>& kv, int64_t begin, int64_t end,
                  int64_t head_dim, float scale, float softcap) {
   constexpr int64_t kMaxBlock = 64;
   const int64_t block = head_dim <= 128 ? kMaxBlock : kMaxBlock / 2;  // K block fits in L1
@@ -154,8 +167,8 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows& kv
   }
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
     nb = kv.Run(j0, end - j0 < block ? end - j0 : block);
-    const float* kb = kv.k + kv.Row(j0) * kv.stride;
-    const float* vb = kv.v + kv.Row(j0) * kv.stride;
+    const E* kb = kv.k + kv.Row(j0) * kv.stride;
+    const E* vb = kv.v + kv.Row(j0) * kv.stride;
     for (int64_t i = 0; i < nh; ++i) {
       AttentionScores<V>(p, q_heads + i * head_dim, kb, kv.stride, nb, head_dim, scale);
       if (softcap > 0.0f) SoftCapT<V>(p, nb, softcap);
@@ -177,8 +190,8 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows& kv
 
 // One head over the keys [begin, end) of kv with the scores in scratch (one
 // float per key): the path for head_dim > kMaxHeadDim.
-template <class V>
-void AttendOne(float* out, const float* qh, const KeyRows& kv, int64_t begin, int64_t end, int64_t head_dim,
+template <class V, typename E>
+void AttendOne(float* out, const float* qh, const KeyRows<E>& kv, int64_t begin, int64_t end, int64_t head_dim,
                float scale, float softcap, float* scratch) {
   const int64_t n = end - begin;
   for (int64_t j = begin, run = 0; j < end; j += run) {
@@ -197,10 +210,10 @@ void AttendOne(float* out, const float* qh, const KeyRows& kv, int64_t begin, in
   Map1<V>(out, out, head_dim, [&](auto a) { return V::Mul(a, inv); });
 }
 
-template <class V>
-void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-                const float* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
-                int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
+template <class V, typename E>
+void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_stride, const E* k,
+                    const E* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
+                    int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
   const int64_t group = n_heads / n_kv_heads;
@@ -209,7 +222,7 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
   for (int64_t g = head_begin / group; g * group < head_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;
     const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
-    const KeyRows kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
+    const KeyRows<E> kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
       // Visible keys are the contiguous range [begin, end).
@@ -233,6 +246,22 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
         AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kv, begin, end, head_dim, scale, softcap);
       }
     }
+  }
+}
+
+template <class V>
+void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k, const void* v,
+                DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
+                int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                float softcap, int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
+  if (kv_type == DType::kF16) {
+    AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+                      kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
+                      softcap, window, head_begin, head_end, scratch);
+  } else {
+    AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const float*>(k), static_cast<const float*>(v),
+                      kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
+                      softcap, window, head_begin, head_end, scratch);
   }
 }
 

@@ -1,6 +1,8 @@
 // AVX2 + FMA float ops: the vector interface of float_simd.h over __m256.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
 
@@ -22,6 +24,13 @@ struct V {
                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
   }
   static T LoadTail(const float* p, M m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m)); }
+  // f16 elements (a KV cache), converted to f32. A tail mask covers a prefix of lanes.
+  static T LoadHalf(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static T LoadHalfTail(const uint16_t* p, M m) {
+    alignas(16) uint16_t tmp[8] = {};
+    std::memcpy(tmp, p, 2 * static_cast<size_t>(__builtin_popcount(_mm256_movemask_ps(m))));
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+  }
   static void StoreTail(float* p, M m, T v) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), v); }
 
   static T Add(T a, T b) { return _mm256_add_ps(a, b); }

@@ -23,6 +23,9 @@ struct V {
   static void Store(float* p, T v) { _mm512_storeu_ps(p, v); }
   static M TailMask(int64_t n) { return static_cast<M>((1u << n) - 1u); }
   static T LoadTail(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  // f16 elements (a KV cache), converted to f32.
+  static T LoadHalf(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static T LoadHalfTail(const uint16_t* p, M m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
   static void StoreTail(float* p, M m, T v) { _mm512_mask_storeu_ps(p, m, v); }
 
   static T Add(T a, T b) { return _mm512_add_ps(a, b); }

@@ -119,19 +119,22 @@ void Scale(float* x, int64_t n, float s) {
 // Plain three-pass attention per (token, head): scores, softmax (sum in
 // double), weighted sum of V scaled by the reciprocal of the sum (as the
 // final step of ggml's flash attention). A query that sees no key gets zeros.
-void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-               const float* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
+void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k,
+               const void* v, DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
                int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
   const int64_t group = n_heads / n_kv_heads;
   auto row = [&](int64_t j) { return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens; };
+  // Element i of a K or V array, as f32.
+  auto at = [&](const void* base, int64_t i) {
+    return kv_type == DType::kF16 ? F16ToF32(static_cast<const uint16_t*>(base)[i]) : static_cast<const float*>(base)[i];
+  };
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t p = q_pos0 + t;
     for (int64_t h = head_begin; h < head_end; ++h) {
       const float* qh = q + t * q_stride + h * head_dim;
-      const float* kh = k + (h / group) * head_dim;
-      const float* vh = v + (h / group) * head_dim;
+      const int64_t kvh = (h / group) * head_dim;
       float* oh = out + t * out_stride + h * head_dim;
 
       float max = -INFINITY;
@@ -142,7 +145,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
           continue;
         }
         float dot = 0.0f;
-        for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kh[row(j) * kv_stride + d];
+        for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * at(k, row(j) * kv_stride + kvh + d);
         float s = scale * dot;
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         scratch[j] = s;
@@ -158,7 +161,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
       }
       for (int64_t j = 0; j < n_kv; ++j) {
         if (scratch[j] == 0.0f) continue;
-        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * vh[row(j) * kv_stride + d];
+        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * at(v, row(j) * kv_stride + kvh + d);
       }
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t d = 0; d < head_dim; ++d) oh[d] *= inv;

@@ -76,7 +76,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(Model& model, const Tokenizer& 
                                                  const EngineOptions& options) {
   RETURN_IF_ERROR(options.scheduler.Validate());
   if (options.max_queue == 0) return InvalidArgument("engine: max_queue must be at least 1");
-  ASSIGN_OR_RETURN(std::unique_ptr<KvPool> pool, model.NewKvPool(options.block_tokens, options.kv_budget_bytes));
+  ASSIGN_OR_RETURN(std::unique_ptr<KvPool> pool,
+                   model.NewKvPool(options.block_tokens, options.kv_budget_bytes, options.kv_dtype));
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, std::move(pool)));
 }
 

@@ -35,6 +35,9 @@ namespace atrium {
 struct EngineOptions {
   int32_t block_tokens = 16;
   int64_t kv_budget_bytes = int64_t{256} << 20;  // the paged KV pool
+  // f16 (llama.cpp's default) holds twice the tokens and halves attention's
+  // reads; f32 is exact to the single-request path (Session, atrium generate).
+  DType kv_dtype = DType::kF16;
   size_t max_queue = 1024;                       // waiting requests; beyond, Submit refuses
   SchedulerConfig scheduler;
   bool prefix_cache = true;

@@ -296,7 +296,9 @@ std::string Describe(const AttnCase& c) {
 // rows; returns the whole output buffer (rows padded, pre-filled with 7).
 // With block_tokens > 0 the same keys and values sit in a paged cache: blocks
 // of block_tokens rows in a shuffled order, with unused blocks in between.
-std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int off, int64_t block_tokens = 0) {
+// With f16, K and V are rounded to f16 first (the reference sees the same values).
+std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int off, int64_t block_tokens = 0,
+                                bool f16 = false) {
   const int64_t q_stride = c.n_heads * c.head_dim + 3;
   const int64_t out_stride = c.n_heads * c.head_dim + 1;
   const int64_t kv_stride = c.n_kv_heads * c.head_dim + 5;
@@ -319,12 +321,19 @@ std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int 
     kc = std::move(kp);
     vc = std::move(vp);
   }
+  std::vector<uint16_t> kh, vh;
+  if (f16) {
+    for (float x : kc) kh.push_back(F32ToF16(x));
+    for (float x : vc) vh.push_back(F32ToF16(x));
+  }
   Shifted k(kc, (off + 1) % 4);
   Shifted v(vc, (off + 2) % 4);
   Shifted out(std::vector<float>(c.n_tokens * out_stride, 7.0f), (off + 3) % 4);
   std::vector<float> scratch(c.n_kv + 1);
   const int64_t head_end = c.head_end == 0 ? c.n_heads : c.head_end;
-  table.attention(out.data(), out_stride, q.data(), q_stride, k.data(), v.data(), kv_stride,
+  const void* kp = f16 ? static_cast<const void*>(kh.data()) : k.data();
+  const void* vp = f16 ? static_cast<const void*>(vh.data()) : v.data();
+  table.attention(out.data(), out_stride, q.data(), q_stride, kp, vp, f16 ? DType::kF16 : DType::kF32, kv_stride,
                   blocks.empty() ? nullptr : blocks.data(), block_tokens, c.n_tokens, c.q_pos0, c.n_kv,
                   c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                   c.softcap, c.window, c.head_begin, head_end, scratch.data());
@@ -373,6 +382,23 @@ TEST(FloatOpsTest, AttentionMatchesScalar) {
       const auto want = RunAttention(Scalar(), c, off);
       const auto got = RunAttention(*t, c, off);
       ExpectClose(got, want, 1e-5, 2e-6, std::string(t->name) + " attention " + Describe(c));
+    }
+  }
+}
+
+// An f16 cache (the serving engine's): every SIMD kernel agrees with the
+// scalar one on the same f16 values, contiguous and paged.
+TEST(FloatOpsTest, F16KvAttentionMatchesScalar) {
+  int off = 0;
+  for (const AttnCase& c : kAttnCases) {
+    off = (off + 1) % 4;
+    for (int64_t block_tokens : {0, 16}) {
+      const auto want = RunAttention(Scalar(), c, off, block_tokens, true);
+      FOR_EACH_SIMD_TABLE(t) {
+        ExpectClose(RunAttention(*t, c, off, block_tokens, true), want, 1e-5, 2e-6,
+                    std::string(t->name) + " f16 attention block_tokens " + std::to_string(block_tokens) + " " +
+                        Describe(c));
+      }
     }
   }
 }
@@ -487,7 +513,7 @@ TEST(FloatOpsReferenceTest, AttentionOverOneKeyReturnsV) {
   const auto q = Random(head_dim, -1, 1, 67), k = Random(head_dim, -1, 1, 68),
              v = Random(head_dim, -1, 1, 69);
   std::vector<float> out(head_dim), scratch(1);
-  Scalar().attention(out.data(), head_dim, q.data(), head_dim, k.data(), v.data(), head_dim, nullptr, 0, 1, 0,
+  Scalar().attention(out.data(), head_dim, q.data(), head_dim, k.data(), v.data(), DType::kF32, head_dim, nullptr, 0, 1, 0,
                      1, 1, 1, head_dim, 0.125f, 0.0f, 0, 0, 1, scratch.data());
   for (int64_t d = 0; d < head_dim; ++d) EXPECT_EQ(out[d], v[d]);
 }

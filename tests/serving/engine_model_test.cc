@@ -177,7 +177,7 @@ TEST_F(EngineTest, KvExhaustionPreemptsInsteadOfFailing) {
   // Room for about three of these sequences at a time.
   EngineOptions small;
   small.kv_budget_bytes = 3 * 96 * KvPool::BytesPerBlock(model_->config().n_layers, model_->config().k_dim(),
-                                                         model_->config().v_dim(), 16) / 16;
+                                                         model_->config().v_dim(), 16, small.kv_dtype) / 16;
   small.prefix_cache = false;
   auto engine = NewEngine(small);
   StepLoop loop(ctx_);
@@ -283,11 +283,17 @@ TEST_F(EngineTest, EchoWithoutGenerationScoresThePrompt) {
   EXPECT_TRUE(g.tokens.empty());
   EXPECT_EQ(g.finish_reason, "length");
   ASSERT_EQ(g.prompt_logprobs.size(), prompt.size());
-  // The same scores from the model directly.
-  auto kv = model_->NewKvCache(64);
+  // The same scores from the model directly, on a cache like the engine's
+  // (paged, f16).
   const int64_t n = static_cast<int64_t>(prompt.size()), n_vocab = model_->config().n_vocab;
+  const EngineOptions defaults;
+  auto pool = model_->NewKvPool(defaults.block_tokens, defaults.kv_budget_bytes, defaults.kv_dtype);
+  ASSERT_TRUE(pool.ok());
+  BlockTable table;
+  ASSERT_TRUE((*pool)->Reserve(table, n).ok());
+  const ForwardSeq seq{prompt.data(), n, &table, true};
   Tensor logits = Tensor::Empty(DType::kF32, {n, n_vocab});
-  ASSERT_TRUE(model_->Forward(ctx_, prompt.data(), n, *kv, logits, true).ok());
+  ASSERT_TRUE(model_->Forward(ctx_, std::span<const ForwardSeq>(&seq, 1), **pool, logits).ok());
   for (int64_t i = 1; i < n; ++i) {
     const float* row = logits.data<float>() + (i - 1) * n_vocab;
     double max = row[0], sum = 0;
@@ -327,7 +333,7 @@ TEST_F(EngineTest, ThousandRandomCancellationsAndDeadlinesReturnEveryBlock) {
   // A small pool (22 blocks of 16 tokens): the warm-up touches all of it, so
   // RSS growth after it would be a leak, and the load also preempts.
   EngineOptions o;
-  o.kv_budget_bytes = int64_t{16} << 20;
+  o.kv_budget_bytes = int64_t{8} << 20;  // f16: 22 blocks
   auto engine = NewEngine(o);
   StepLoop loop(ctx_);
   loop.Add(engine.get());
