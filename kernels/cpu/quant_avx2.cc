@@ -375,6 +375,17 @@ void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
         QuantQ8KBlock(x + i * kQK_K, reinterpret_cast<BlockQ8_K*>(out + i * sizeof(BlockQ8_K)));
       }
       return;
+    case DType::kF16: {
+      // F16C, round to nearest even (as the scalar F32ToF16): a KV cache row.
+      auto* h = reinterpret_cast<uint16_t*>(out);
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+      }
+      if (i < n) g_fallback_quantize(type, h + i, x + i, n - i);
+      return;
+    }
     default: return g_fallback_quantize(type, dst, x, n);
   }
 }
