@@ -9,6 +9,8 @@
 // accumulated in registers, head_dim in blocks of up to 8 vectors.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstdint>
 
@@ -165,10 +167,27 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
     sum[i] = 0.0f;
     Map1<V>(acc + i * head_dim, acc + i * head_dim, head_dim, [](auto) { return V::Zero(); });
   }
+  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
     nb = kv.Run(j0, end - j0 < block ? end - j0 : block);
     const E* kb = kv.k + kv.Row(j0) * kv.stride;
     const E* vb = kv.v + kv.Row(j0) * kv.stride;
+    // The next run's K and V rows: a paged cache jumps between blocks, and
+    // the slices of a row are short strided streams the hardware prefetcher
+    // picks up late. One run ahead hides the DRAM latency.
+    const int64_t j1 = j0 + nb;
+    if (j1 < end) {
+      const int64_t n1 = kv.Run(j1, end - j1 < block ? end - j1 : block);
+      const char* k1 = reinterpret_cast<const char*>(kv.k + kv.Row(j1) * kv.stride);
+      const char* v1 = reinterpret_cast<const char*>(kv.v + kv.Row(j1) * kv.stride);
+      const int64_t stride_bytes = kv.stride * static_cast<int64_t>(sizeof(E));
+      for (int64_t r = 0; r < n1; ++r) {
+        for (int64_t b = 0; b < row_bytes; b += 64) {
+          _mm_prefetch(k1 + r * stride_bytes + b, _MM_HINT_T0);
+          _mm_prefetch(v1 + r * stride_bytes + b, _MM_HINT_T0);
+        }
+      }
+    }
     for (int64_t i = 0; i < nh; ++i) {
       AttentionScores<V>(p, q_heads + i * head_dim, kb, kv.stride, nb, head_dim, scale);
       if (softcap > 0.0f) SoftCapT<V>(p, nb, softcap);
