@@ -146,13 +146,34 @@ struct Q32Pair {
     }
   }
 };
+// Prefill lines straight from 16 rows (the same bytes Quants unpacks):
+// line g of a block holds its elements 4g..4g+3. Nibble types: the qs
+// dword at 4g gives lines g (low nibbles) and g + 4 (high nibbles).
+template <typename BlockW>
+inline void GatherNibbleLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t k = 0; k < 2 && e / kQK + k < n_in / kQK; ++k) {
+    const uint8_t* qs = w + (e / kQK + k) * sizeof(BlockW) + offsetof(BlockW, qs);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_i32gather_epi32(offsets, qs + 4 * g, 1);
+      _mm512_store_si512(lines[8 * k + g].b, _mm512_and_si512(v, low4));
+      _mm512_store_si512(lines[8 * k + g + 4].b, _mm512_and_si512(_mm512_srli_epi32(v, 4), low4));
+    }
+  }
+}
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
   static constexpr DType kType = DType::kQ4_0;
   static __m512i Quants(const BlockQ4_0& a, const BlockQ4_0& b) { return NibblePair(a.qs, b.qs); }
+  static void GatherLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
+    GatherNibbleLines<BlockQ4_0>(w, offsets, e, n_in, lines);
+  }
 };
 struct Q4_1 : Q32Pair<Q4_1, BlockQ4_1, BlockQ8_1, 0> {
   static constexpr DType kType = DType::kQ4_1;
   static __m512i Quants(const BlockQ4_1& a, const BlockQ4_1& b) { return NibblePair(a.qs, b.qs); }
+  static void GatherLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
+    GatherNibbleLines<BlockQ4_1>(w, offsets, e, n_in, lines);
+  }
 };
 struct Q5_0 : Q32Pair<Q5_0, BlockQ5_0, BlockQ8_0, 16> {
   static constexpr DType kType = DType::kQ5_0;
@@ -172,6 +193,16 @@ struct Q8_0 : Q32Pair<Q8_0, BlockQ8_0, BlockQ8_0, 128> {
   static constexpr DType kType = DType::kQ8_0;
   static __m512i Quants(const BlockQ8_0& a, const BlockQ8_0& b) {
     return _mm512_xor_si512(Join(Load256(a.qs), Load256(b.qs)), _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  // Eight dwords of qs per block, biased to unsigned.
+  static void GatherLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int64_t k = 0; k < 2 && e / kQK + k < n_in / kQK; ++k) {
+      const uint8_t* qs = w + (e / kQK + k) * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+      for (int g = 0; g < 8; ++g) {
+        _mm512_store_si512(lines[8 * k + g].b, _mm512_xor_si512(_mm512_i32gather_epi32(offsets, qs + 4 * g, 1), bias));
+      }
+    }
   }
 };
 

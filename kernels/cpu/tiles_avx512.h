@@ -174,14 +174,21 @@ void PrepareTile(const MatmulArgs& a, int64_t row0, int64_t n_valid, RowTile& ti
   const __m512i offsets = RowOffsets(a.w_row_bytes, n_valid, off);
   Line* lines = tile.lines.data();
   for (int64_t e = 0, u = 0; e < a.n_in; e += U::kBlock, ++u) {
-    __m512i q[kChunks][kTileRows];
+    // The same unit of the next tile (as in DecodeTile): 16 row streams of
+    // a few dozen bytes per unit are more than the hardware prefetcher follows.
     for (int r = 0; r < kTileRows; ++r) {
-      // The same unit of the next tile (as in DecodeTile): 16 row streams
-      // of a few dozen bytes per unit are more than the hardware prefetcher follows.
       for (int64_t b = 0; b < U::kWBytes; b += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(w + off[r] + kTileRows * a.w_row_bytes + u * U::kWBytes + b),
                      _MM_HINT_T0);
       }
+    }
+    if constexpr (requires { U::GatherLines(w, offsets, e, a.n_in, lines); }) {
+      // The type builds its lines straight from the rows (vpgatherdd of
+      // the same 4 bytes of 16 rows): no unpack in row order, no transpose.
+      U::GatherLines(w, offsets, e, a.n_in, lines + e / 4);
+    } else {
+    __m512i q[kChunks][kTileRows];
+    for (int r = 0; r < kTileRows; ++r) {
       __m512i unit[kChunks];
       U::UnpackUnit(w + off[r], e, a.n_in, unit);
       for (int c = 0; c < kChunks; ++c) q[c][r] = unit[c];
@@ -189,6 +196,7 @@ void PrepareTile(const MatmulArgs& a, int64_t row0, int64_t n_valid, RowTile& ti
     for (int c = 0; c < kChunks; ++c) {
       Transpose16(q[c]);
       for (int g = 0; g < 16; ++g) _mm512_store_si512(lines[(e + 64 * c) / 4 + g].b, q[c][g]);
+    }
     }
     __m512 dw[kSubsPerUnit], mw[kSubsPerUnit];
     U::UnitScales(w, a.w_row_bytes, offsets, n_valid, e, a.n_in, dw, mw);
