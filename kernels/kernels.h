@@ -49,6 +49,18 @@ struct CpuKernels {
                       const void* x, int64_t x_stride, int64_t n_tokens, int64_t row_begin,
                       int64_t row_end);
 
+  // ---- Weights repacked once at load (optional per ISA and type). A
+  // packed matrix gives bit-identical results to matmul_rows on the
+  // original, for every batch size, and is no larger than the original.
+  // Bytes of the packed form of [n_rows, n_in] of wtype; 0 = none here.
+  int64_t (*packed_bytes)(DType wtype, int64_t n_rows, int64_t n_in);
+  // dst (packed_bytes, 64-byte aligned) <- w.
+  void (*pack_rows)(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t n_in);
+  // matmul_rows over a packed matrix; row_begin a multiple of 16.
+  void (*matmul_packed)(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in,
+                        const void* x, int64_t x_stride, int64_t n_tokens, int64_t row_begin,
+                        int64_t row_end);
+
   // ---- Float ops.
   // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be null: no weight).
   // Rows of `dim` contiguous floats; out may alias x.

@@ -1,7 +1,10 @@
 #include "models/model.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <new>
 
 namespace atrium {
 namespace {
@@ -119,12 +122,14 @@ Status Model::Bind(const LoadOptions& options) {
   uint64_t total = 0;
   for (const gguf::TensorInfo* t : used) total += t->n_bytes;
   TieAndCount(total);
+  uint64_t done = options.pack ? PackMatrices(total, options.progress) : 0;
   if (options.prefetch) {
-    // Touch one byte per page, in file order, reporting progress per tensor
-    // (the progress bar limits how often it redraws).
-    uint64_t done = 0;
+    // Touch one byte per page of what was not packed, in file order,
+    // reporting progress per tensor (the progress bar limits how often it
+    // redraws).
     volatile uint8_t sink = 0;
     for (const gguf::TensorInfo* t : used) {
+      if (packed_data_.count(t->data) != 0) continue;
       for (uint64_t off = 0; off < t->n_bytes; off += 4096) sink ^= t->data[off];
       done += t->n_bytes;
       if (options.progress) options.progress(done, total);
@@ -132,6 +137,33 @@ Status Model::Bind(const LoadOptions& options) {
     (void)sink;
   }
   return OkStatus();
+}
+
+uint64_t Model::PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress) {
+  const kernels::CpuKernels& k = kernels::Cpu();
+  const void* embd = weights_.token_embd.raw();
+  uint64_t done = 0;
+  ForEachWeight(config_, weights_, [&](WeightRole, int, Tensor& t) {
+    // The embedding table is read a row at a time (and, tied, as the output
+    // matrix): it stays as the file has it.
+    if (!t.defined() || t.ndim() != 2 || t.raw() == embd) return;
+    const int64_t bytes = k.packed_bytes(t.dtype(), t.dim(0), t.dim(1));
+    if (bytes <= 0) return;
+    void* buf = ::operator new(static_cast<size_t>(bytes), std::align_val_t{64});
+    k.pack_rows(buf, t.raw(), t.dtype(), t.dim(0), t.dim(1));
+    t.set_packed(std::shared_ptr<const void>(buf, [](const void* p) {
+      ::operator delete(const_cast<void*>(p), std::align_val_t{64});
+    }));
+    // The file's pages of this matrix are not read again: give them back, so
+    // resident memory stays the file's size, not file + packed copy.
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.raw()) + 4095) / 4096 * 4096;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(t.raw()) + static_cast<uintptr_t>(t.nbytes())) / 4096 * 4096;
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    packed_data_.insert(t.raw());
+    done += static_cast<uint64_t>(t.nbytes());
+    if (progress) progress(done, total);
+  });
+  return done;
 }
 
 void Model::TieAndCount(uint64_t bytes_read) {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "models/config.h"
@@ -26,6 +27,11 @@ struct LoadOptions {
   // Touch every page of the weights now, so the first token does not pay
   // for page faults (and the progress callback means something).
   bool prefetch = true;
+  // Repack the matrices this CPU's kernels have a faster layout for (same
+  // results, same size; the file's pages of those matrices are released).
+  // The packed copy is private memory: processes that should share one
+  // copy of the weights through the page cache pass false.
+  bool pack = true;
 };
 
 // One sequence's share of a batched Forward.
@@ -117,12 +123,15 @@ class Model {
   // After binding: an absent output matrix is the embedding table (tied), and
   // weight_bytes_ is set from the bytes of the bound tensors.
   void TieAndCount(uint64_t bytes_read);
+  // Packs the matrices that have a packed form; returns their bytes.
+  uint64_t PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress);
 
   ModelConfig config_;
   Weights weights_;
   std::shared_ptr<const gguf::GgufFile> file_;
   std::vector<std::shared_ptr<const void>> keepalive_;  // safetensors shards
   uint64_t weight_bytes_ = 0;
+  std::unordered_set<const void*> packed_data_;  // file data of the packed matrices
   std::mutex mu_;  // one Forward at a time (they share acts_)
   Activations acts_;
 };

@@ -116,7 +116,10 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     for (const MatMulTarget& t : targets) {
       const int64_t n_out = t.w->dim(0);
       const int64_t lo = std::max(b, first) - first, hi = std::min(e, first + n_out) - first;
-      if (lo < hi) {
+      if (lo < hi && t.w->packed() != nullptr) {
+        k.matmul_packed(t.out->mutable_data<float>(), n_out, t.w->packed(), t.w->dtype(), n_in, xq, xq_stride,
+                        n_tokens, lo, hi);
+      } else if (lo < hi) {
         k.matmul_rows(t.out->mutable_data<float>(), n_out, t.w->raw(), t.w->dtype(), n_in, xq, xq_stride,
                       n_tokens, lo, hi);
       }

@@ -70,6 +70,11 @@ class Tensor {
 
   std::string ShapeString() const;  // "[576, 1536] q4_1"
 
+  // A weight matrix may carry a copy packed once for this CPU's kernels
+  // (kernels' pack_rows): same values, a layout the matmul reads faster.
+  const void* packed() const { return packed_.get(); }
+  void set_packed(std::shared_ptr<const void> packed) { packed_ = std::move(packed); }
+
  private:
   void SetContiguousStrides();
 
@@ -78,6 +83,7 @@ class Tensor {
   std::vector<int64_t> shape_;
   std::vector<int64_t> strides_;
   void* data_ = nullptr;
+  std::shared_ptr<const void> packed_;
   bool read_only_ = false;
   std::shared_ptr<const void> storage_;
 };

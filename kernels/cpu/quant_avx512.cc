@@ -436,10 +436,43 @@ struct Isa {
   static float HSum(__m512 v) { return avx512::HSum(v); }
 };
 
+int64_t PackedBytes(DType wtype, int64_t n_rows, int64_t n_in) {
+  if (n_in % kQK != 0) return 0;
+  switch (wtype) {
+    case DType::kQ4_0: return Packed<Q4_0>::Bytes(n_rows, n_in);
+    case DType::kQ4_1: return Packed<Q4_1>::Bytes(n_rows, n_in);
+    default: return 0;
+  }
+}
+
+void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t n_in) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* src = static_cast<const uint8_t*>(w);
+  switch (wtype) {
+    case DType::kQ4_0: return PackRows<Q4_0, BlockQ4_0>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
+    case DType::kQ4_1: return PackRows<Q4_1, BlockQ4_1>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
+    default: ATRIUM_CHECK(false, "pack_rows: type %d has no packed form", static_cast<int>(wtype));
+  }
+}
+
+void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
+                     int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
+                     n_in, wtype};
+  switch (wtype) {
+    case DType::kQ4_0: return MatmulPacked<Q4_0>(a, n_tokens, row_begin, row_end);
+    case DType::kQ4_1: return MatmulPacked<Q4_1>(a, n_tokens, row_begin, row_end);
+    default: ATRIUM_CHECK(false, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
+  }
+}
+
 }  // namespace
 
 void FillQuant(CpuKernels& t) {
   FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);
+  t.packed_bytes = PackedBytes;
+  t.pack_rows = PackRowsFor;
+  t.matmul_packed = MatmulPackedFor;
 }
 
 }  // namespace atrium::kernels::avx512

@@ -355,3 +355,140 @@ void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64
     }
   }
 }
+
+// ---- Weights packed once at load (4-bit types: Q4_0, Q4_1). Per tile of
+// 16 rows and per block, a 288 / 320-byte record: the four qs dwords of the
+// 16 rows as gathered (lines g and g + 4 are their low and high nibbles),
+// then the 16 rows' d as f16, then (affine) their m. The same bytes as the
+// GGUF blocks, so the same size, read as one sequential stream; and the
+// lines and scales come out exactly as PrepareTile / UnitScales make them,
+// so results are bit-identical to the unpacked tiles.
+template <typename U>
+struct Packed {
+  static constexpr int64_t kRecord = 4 * 64 + 32 + (U::kAffine ? 32 : 0);
+  static int64_t TileBytes(int64_t n_in) { return n_in / kQK * kRecord; }
+  static int64_t Bytes(int64_t n_rows, int64_t n_in) { return (n_rows + kTileRows - 1) / kTileRows * TileBytes(n_in); }
+};
+
+template <typename U, typename BlockW>
+void PackRows(uint8_t* dst, const uint8_t* w, int64_t n_rows, int64_t n_in, int64_t row_bytes) {
+  const int64_t n_blocks = n_in / kQK;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kTileRows) {
+    int32_t off[kTileRows];
+    const __m512i offsets = RowOffsets(row_bytes, std::min<int64_t>(kTileRows, n_rows - r0), off);
+    const uint8_t* tile_w = w + r0 * row_bytes;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      uint8_t* rec = dst + b * Packed<U>::kRecord;
+      const uint8_t* blk = tile_w + b * sizeof(BlockW);
+      for (int g = 0; g < 4; ++g) {
+        _mm512_storeu_si512(rec + 64 * g, _mm512_i32gather_epi32(offsets, blk + offsetof(BlockW, qs) + 4 * g, 1));
+      }
+      const __m512i dm = _mm512_i32gather_epi32(offsets, blk, 1);  // d, then m for affine types
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + 256), _mm512_cvtepi32_epi16(dm));
+      if constexpr (U::kAffine) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + 288), _mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+      }
+    }
+    dst += Packed<U>::TileBytes(n_in);
+  }
+}
+
+// C tokens against one packed tile; rows [lo, hi) of the tile are stored.
+template <typename U, int C>
+void PackedTokens(const MatmulArgs& a, const uint8_t* tile, const TokenBlocks& x, int64_t row0, int lo, int hi,
+                  int64_t tok0) {
+  const int64_t n_blocks = a.n_in / kQK;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[C];
+  const uint8_t* xrow[C];
+  for (int c = 0; c < C; ++c) {
+    acc[c] = _mm512_setzero_ps();
+    xrow[c] = a.x + (tok0 + c) * a.x_stride;
+  }
+  for (int64_t j = 0; j < n_blocks; ++j) {
+    const uint8_t* rec = tile + j * Packed<U>::kRecord;
+    // The next tile's record, as DecodeTile fetches ahead.
+    for (int b = 0; b < Packed<U>::kRecord; b += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(rec + Packed<U>::TileBytes(a.n_in) + b), _MM_HINT_T0);
+    }
+    __m512i w[8];
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_loadu_si512(rec + 64 * g);
+      w[g] = _mm512_and_si512(v, low4);
+      w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), low4);
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 256)));
+    __m512 mw = _mm512_setzero_ps();
+    if constexpr (U::kAffine) mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 288)));
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* q = XQuantAt<typename U::XBlock>(xrow[c], j * kQK);
+      const int64_t i = (tok0 + c) * n_blocks + j;
+      __m512i s0 = U::kAffine ? _mm512_setzero_si512() : _mm512_set1_epi32(x.bias[i]);
+      __m512i s1 = _mm512_setzero_si512();
+      for (int g = 0; g < 8; g += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g))));
+        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(static_cast<int>(Load32(q + 4 * g + 4))));
+      }
+      acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_add_epi32(s0, s1), dw, mw, x.d[i], U::kAffine ? x.s[i] : 0.0f);
+    }
+  }
+  const __mmask16 keep = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+  for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, keep, acc[c]);
+}
+
+// A packed tile unpacked into lines and float scales once, for a long
+// prefill whose token groups would otherwise each unpack it again.
+template <typename U>
+void UnpackPackedTile(const uint8_t* tile, int64_t n_in, RowTile& rt) {
+  const int64_t n_blocks = n_in / kQK;
+  rt.lines.resize(static_cast<size_t>(n_blocks * 8));
+  rt.d.resize(static_cast<size_t>(n_blocks));
+  rt.m.resize(U::kAffine ? static_cast<size_t>(n_blocks) : 0);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t j = 0; j < n_blocks; ++j) {
+    const uint8_t* rec = tile + j * Packed<U>::kRecord;
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_loadu_si512(rec + 64 * g);
+      _mm512_store_si512(rt.lines[j * 8 + g].b, _mm512_and_si512(v, low4));
+      _mm512_store_si512(rt.lines[j * 8 + g + 4].b, _mm512_and_si512(_mm512_srli_epi32(v, 4), low4));
+    }
+    _mm512_store_ps(rt.d[j].b, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 256))));
+    if constexpr (U::kAffine) {
+      _mm512_store_ps(rt.m[j].b, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 288))));
+    }
+  }
+}
+
+// Rows [row_begin, row_end) of a packed matrix for n_tokens tokens.
+template <typename U>
+void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  thread_local TokenBlocks x;
+  thread_local RowTile rt;
+  PrepareTokenBlocks<U>(a, n_tokens, x);
+  for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
+    const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
+    const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
+    const int hi = static_cast<int>(std::min<int64_t>(row_end - r0, kTileRows));
+    if (n_tokens >= 32 && lo == 0) {
+      // Long prefill: unpack once, then every token group reads the lines.
+      UnpackPackedTile<U>(tile, a.n_in, rt);
+      int64_t t = 0;
+      for (; t + 4 <= n_tokens; t += 4) TileTokens<U, 4>(a, rt, x, r0, hi, t);
+      switch (n_tokens - t) {
+        case 3: TileTokens<U, 3>(a, rt, x, r0, hi, t); break;
+        case 2: TileTokens<U, 2>(a, rt, x, r0, hi, t); break;
+        case 1: TileTokens<U, 1>(a, rt, x, r0, hi, t); break;
+        default: break;
+      }
+      continue;
+    }
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) PackedTokens<U, 4>(a, tile, x, r0, lo, hi, t);
+    switch (n_tokens - t) {
+      case 3: PackedTokens<U, 3>(a, tile, x, r0, lo, hi, t); break;
+      case 2: PackedTokens<U, 2>(a, tile, x, r0, lo, hi, t); break;
+      case 1: PackedTokens<U, 1>(a, tile, x, r0, lo, hi, t); break;
+      default: break;
+    }
+  }
+}

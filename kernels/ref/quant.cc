@@ -635,6 +635,12 @@ void FillQuant(CpuKernels& t) {
   t.dequantize_row = DequantizeRow;
   t.vec_dot = VecDot;
   t.matmul_rows = MatmulRows;
+  t.packed_bytes = [](DType, int64_t, int64_t) -> int64_t { return 0; };  // the reference keeps GGUF layouts
+  t.pack_rows = [](void*, const void*, DType, int64_t, int64_t) {
+    ATRIUM_CHECK(false, "pack_rows: this table packs nothing (packed_bytes is 0)");
+  };
+  t.matmul_packed = [](float*, int64_t, const void*, DType, int64_t, const void*, int64_t, int64_t, int64_t,
+                       int64_t) { ATRIUM_CHECK(false, "matmul_packed: this table packs nothing"); };
 }
 
 }  // namespace atrium::kernels::ref
