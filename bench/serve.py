@@ -2,19 +2,19 @@
 """What batching buys: aggregate decode throughput of 16 concurrent streams
 against one stream, on the same model, threads and request mix.
 
-  python3 bench/serve.py                          # SmolLM2, 2 threads, ~1-2 min
+  python3 bench/serve.py                          # SmolLM2, 2 threads, ~1 min
   python3 bench/serve.py --model gemma-3-270m --threads 2 --requests 32
   python3 bench/serve.py --clients 8 --output-tokens 64:64
 
-Runs `atrium bench-serve` twice with the same fixed prompt and output
-lengths (default 64 prompt tokens, 128 generated, end-of-sequence ignored,
-so nearly all the work is decode): once with 1 client, once with --clients
-(16). With one client every step decodes one token and reads every weight
+Runs `atrium bench-serve` with the same fixed prompt and output lengths
+(default 64 prompt tokens, 128 generated, end-of-sequence ignored, so nearly
+all the work is decode), alternately with 1 client and with --clients (16),
+--repetitions times (3), and compares the medians. With one client every step decodes one token and reads every weight
 for it; with 16, one step decodes up to 16 tokens for about the same weight
 reads, so the aggregate should be several times higher while each stream's
 inter-token latency grows a little.
 
-Prints both runs and the ratio
+Prints the median runs, every run's tok/s, and the ratio
 
   speedup = output tok/s with 16 clients / output tok/s with 1 client
 
@@ -55,20 +55,32 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the batched run")
     parser.add_argument("--requests", type=int, default=None,
-                        help="requests of the batched run (default: 2 per client); the 1-client run sends 2")
+                        help="requests of the batched run (default: 2 per client); the 1-client run sends 4")
     parser.add_argument("--prompt-tokens", default="64:64", help="N or MIN:MAX, the same in both runs")
     parser.add_argument("--output-tokens", default="128:128", help="N or MIN:MAX, the same in both runs")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repetitions", type=int, default=3, help="alternating runs of each; medians are compared")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results", "serve.json"))
     parser.add_argument("--verbose", action="store_true", help="show bench-serve's stderr summaries")
     args = parser.parse_args()
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: build first (scripts/build.sh) or pass --binary")
 
-    single = run(args, 1, 2)
-    batched = run(args, args.clients, args.requests or 2 * args.clients)
+    # Alternate the two runs (1, N, 1, N, ...) so the VM's slow and fast
+    # phases hit both alike, and compare medians, as bench/compare.py does.
+    singles, batches = [], []
+    for _ in range(args.repetitions):
+        singles.append(run(args, 1, 4))
+        batches.append(run(args, args.clients, args.requests or 2 * args.clients))
+
+    def median_run(runs):
+        ordered = sorted(runs, key=lambda r: r["result"]["output_tokens_per_second"])
+        return ordered[len(ordered) // 2]
+
+    single, batched = median_run(singles), median_run(batches)
     s, b = single["result"], batched["result"]
     ratio = b["output_tokens_per_second"] / s["output_tokens_per_second"]
+    tps = lambda runs: [round(r["result"]["output_tokens_per_second"], 1) for r in runs]
 
     print(f"{s['model']}, {s['threads']} threads, {s['kernels']} kernels, prompts {args.prompt_tokens}, "
           f"outputs {args.output_tokens} tokens")
@@ -76,11 +88,13 @@ def main():
           f"{'reqs':>5}")
     print(row("1", s))
     print(row(str(args.clients), b))
-    print(f"aggregate decode speedup, {args.clients} streams / 1 stream: {ratio:.2f}x")
+    print(f"runs (tok/s, in order): 1 client {tps(singles)}, {args.clients} clients {tps(batches)}")
+    print(f"aggregate decode speedup, {args.clients} streams / 1 stream (medians of {args.repetitions}): {ratio:.2f}x")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"single": single, "batched": batched, "clients": args.clients, "speedup": ratio}, f, indent=2)
+        json.dump({"single": single, "batched": batched, "clients": args.clients, "speedup": ratio,
+                   "single_runs": tps(singles), "batched_runs": tps(batches)}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
