@@ -141,6 +141,7 @@ Status Model::Bind(const LoadOptions& options) {
 
 uint64_t Model::PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress) {
   const kernels::CpuKernels& k = kernels::Cpu();
+  ThreadPool pool;  // one per core, for the duration of the load
   const void* embd = weights_.token_embd.raw();
   uint64_t done = 0;
   ForEachWeight(config_, weights_, [&](WeightRole, int, Tensor& t) {
@@ -150,7 +151,13 @@ uint64_t Model::PackMatrices(uint64_t total, const std::function<void(uint64_t, 
     const int64_t bytes = k.packed_bytes(t.dtype(), t.dim(0), t.dim(1));
     if (bytes <= 0) return;
     void* buf = ::operator new(static_cast<size_t>(bytes), std::align_val_t{64});
-    k.pack_rows(buf, t.raw(), t.dtype(), t.dim(0), t.dim(1));
+    // Tiles of 16 rows pack independently: split them over the cores (the
+    // gathers and the page faults of the new buffer are most of load time).
+    const int64_t rows = t.dim(0), tiles = (rows + 15) / 16, tile_bytes = k.packed_bytes(t.dtype(), 16, t.dim(1));
+    pool.ParallelFor(tiles, 1, [&](int64_t b, int64_t e, int) {
+      k.pack_rows(static_cast<uint8_t*>(buf) + b * tile_bytes, t.row(b * 16), t.dtype(), std::min(rows, e * 16) - b * 16,
+                  t.dim(1));
+    });
     t.set_packed(std::shared_ptr<const void>(buf, [](const void* p) {
       ::operator delete(const_cast<void*>(p), std::align_val_t{64});
     }));
