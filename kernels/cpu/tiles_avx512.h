@@ -332,6 +332,20 @@ void DecodeTile(const MatmulArgs& a, const TokenBlocks& x, int64_t row0, int64_t
   StoreRows(a.out + row0, acc, n_valid);
 }
 
+// Calls fn(std::integral_constant<int, C>{}, t) over the tokens in groups
+// of C = 4 from t = 0, then once for the 1-3 left.
+template <typename Fn>
+inline void ForTokenGroups(int64_t n_tokens, Fn&& fn) {
+  int64_t t = 0;
+  for (; t + 4 <= n_tokens; t += 4) fn(std::integral_constant<int, 4>{}, t);
+  switch (n_tokens - t) {
+    case 3: fn(std::integral_constant<int, 3>{}, t); break;
+    case 2: fn(std::integral_constant<int, 2>{}, t); break;
+    case 1: fn(std::integral_constant<int, 1>{}, t); break;
+    default: break;
+  }
+}
+
 // Rows [row_begin, row_end) for n_tokens tokens, in tiles of 16 rows.
 template <typename U>
 void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
@@ -345,14 +359,7 @@ void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64
       continue;
     }
     PrepareTile<U>(a, r, n_valid, tile);
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) TileTokens<U, 4>(a, tile, x, r, n_valid, t);
-    switch (n_tokens - t) {
-      case 3: TileTokens<U, 3>(a, tile, x, r, n_valid, t); break;
-      case 2: TileTokens<U, 2>(a, tile, x, r, n_valid, t); break;
-      case 1: TileTokens<U, 1>(a, tile, x, r, n_valid, t); break;
-      default: break;
-    }
+    ForTokenGroups(n_tokens, [&](auto c, int64_t t) { TileTokens<U, decltype(c)::value>(a, tile, x, r, n_valid, t); });
   }
 }
 
@@ -472,23 +479,10 @@ void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int6
     if (n_tokens >= 32 && lo == 0) {
       // Long prefill: unpack once, then every token group reads the lines.
       UnpackPackedTile<U>(tile, a.n_in, rt);
-      int64_t t = 0;
-      for (; t + 4 <= n_tokens; t += 4) TileTokens<U, 4>(a, rt, x, r0, hi, t);
-      switch (n_tokens - t) {
-        case 3: TileTokens<U, 3>(a, rt, x, r0, hi, t); break;
-        case 2: TileTokens<U, 2>(a, rt, x, r0, hi, t); break;
-        case 1: TileTokens<U, 1>(a, rt, x, r0, hi, t); break;
-        default: break;
-      }
+      ForTokenGroups(n_tokens, [&](auto c, int64_t t) { TileTokens<U, decltype(c)::value>(a, rt, x, r0, hi, t); });
       continue;
     }
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) PackedTokens<U, 4>(a, tile, x, r0, lo, hi, t);
-    switch (n_tokens - t) {
-      case 3: PackedTokens<U, 3>(a, tile, x, r0, lo, hi, t); break;
-      case 2: PackedTokens<U, 2>(a, tile, x, r0, lo, hi, t); break;
-      case 1: PackedTokens<U, 1>(a, tile, x, r0, lo, hi, t); break;
-      default: break;
-    }
+    ForTokenGroups(n_tokens,
+                   [&](auto c, int64_t t) { PackedTokens<U, decltype(c)::value>(a, tile, x, r0, lo, hi, t); });
   }
 }
