@@ -142,30 +142,37 @@ Status Model::Bind(const LoadOptions& options) {
 uint64_t Model::PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress) {
   const kernels::CpuKernels& k = kernels::Cpu();
   ThreadPool pool;  // one per core, for the duration of the load
-  const void* embd = weights_.token_embd.raw();
   uint64_t done = 0;
-  ForEachWeight(config_, weights_, [&](WeightRole, int, Tensor& t) {
-    // The embedding table is read a row at a time (and, tied, as the output
-    // matrix): it stays as the file has it.
-    if (!t.defined() || t.ndim() != 2 || t.raw() == embd) return;
+  ForEachWeight(config_, weights_, [&](WeightRole role, int, Tensor& t) {
+    // The embedding table is read a row at a time through its own tensor,
+    // which keeps the file's layout; tied, the output matrix is another
+    // tensor over the same bytes and gets the packed copy. Rows the lookup
+    // reads after the pages are released fault back in from the file.
+    if (role == WeightRole::kTokenEmbd || !t.defined() || t.ndim() != 2) return;
     const int64_t bytes = k.packed_bytes(t.dtype(), t.dim(0), t.dim(1));
     if (bytes <= 0) return;
     void* buf = ::operator new(static_cast<size_t>(bytes), std::align_val_t{64});
     // Tiles of 16 rows pack independently: split them over the cores (the
     // gathers and the page faults of the new buffer are most of load time).
+    // A slice at a time, whose file pages are then given back (they are not
+    // read again, except rows an embedding lookup faults back in): resident
+    // memory stays about the file's size, never file + packed copy.
     const int64_t rows = t.dim(0), tiles = (rows + 15) / 16, tile_bytes = k.packed_bytes(t.dtype(), 16, t.dim(1));
-    pool.ParallelFor(tiles, 1, [&](int64_t b, int64_t e, int) {
-      k.pack_rows(static_cast<uint8_t*>(buf) + b * tile_bytes, t.row(b * 16), t.dtype(), std::min(rows, e * 16) - b * 16,
-                  t.dim(1));
-    });
+    constexpr int64_t kSliceTiles = 256;
+    for (int64_t s0 = 0; s0 < tiles; s0 += kSliceTiles) {
+      const int64_t s1 = std::min(tiles, s0 + kSliceTiles);
+      pool.ParallelFor(s1 - s0, 1, [&](int64_t b, int64_t e, int) {
+        k.pack_rows(static_cast<uint8_t*>(buf) + (s0 + b) * tile_bytes, t.row((s0 + b) * 16), t.dtype(),
+                    std::min(rows, (s0 + e) * 16) - (s0 + b) * 16, t.dim(1));
+      });
+      const uintptr_t from = reinterpret_cast<uintptr_t>(t.row(s0 * 16));
+      const uintptr_t to = reinterpret_cast<uintptr_t>(t.raw()) + static_cast<uintptr_t>(std::min(rows, s1 * 16) * t.row_bytes());
+      const uintptr_t begin = (from + 4095) / 4096 * 4096, end = to / 4096 * 4096;
+      if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
     t.set_packed(std::shared_ptr<const void>(buf, [](const void* p) {
       ::operator delete(const_cast<void*>(p), std::align_val_t{64});
     }));
-    // The file's pages of this matrix are not read again: give them back, so
-    // resident memory stays the file's size, not file + packed copy.
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.raw()) + 4095) / 4096 * 4096;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(t.raw()) + static_cast<uintptr_t>(t.nbytes())) / 4096 * 4096;
-    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
     packed_data_.insert(t.raw());
     done += static_cast<uint64_t>(t.nbytes());
     if (progress) progress(done, total);

@@ -163,6 +163,7 @@ inline void GatherNibbleLines(const uint8_t* w, __m512i offsets, int64_t e, int6
 }
 struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
   static constexpr DType kType = DType::kQ4_0;
+  static constexpr int kPackedBits = 4;
   static __m512i Quants(const BlockQ4_0& a, const BlockQ4_0& b) { return NibblePair(a.qs, b.qs); }
   static void GatherLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
     GatherNibbleLines<BlockQ4_0>(w, offsets, e, n_in, lines);
@@ -170,6 +171,7 @@ struct Q4_0 : Q32Pair<Q4_0, BlockQ4_0, BlockQ8_0, 8> {
 };
 struct Q4_1 : Q32Pair<Q4_1, BlockQ4_1, BlockQ8_1, 0> {
   static constexpr DType kType = DType::kQ4_1;
+  static constexpr int kPackedBits = 4;
   static __m512i Quants(const BlockQ4_1& a, const BlockQ4_1& b) { return NibblePair(a.qs, b.qs); }
   static void GatherLines(const uint8_t* w, __m512i offsets, int64_t e, int64_t n_in, Line* lines) {
     GatherNibbleLines<BlockQ4_1>(w, offsets, e, n_in, lines);
@@ -191,6 +193,7 @@ struct Q5_1 : Q32Pair<Q5_1, BlockQ5_1, BlockQ8_1, 0> {
 };
 struct Q8_0 : Q32Pair<Q8_0, BlockQ8_0, BlockQ8_0, 128> {
   static constexpr DType kType = DType::kQ8_0;
+  static constexpr int kPackedBits = 8;
   static __m512i Quants(const BlockQ8_0& a, const BlockQ8_0& b) {
     return _mm512_xor_si512(Join(Load256(a.qs), Load256(b.qs)), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
@@ -441,6 +444,7 @@ int64_t PackedBytes(DType wtype, int64_t n_rows, int64_t n_in) {
   switch (wtype) {
     case DType::kQ4_0: return Packed<Q4_0>::Bytes(n_rows, n_in);
     case DType::kQ4_1: return Packed<Q4_1>::Bytes(n_rows, n_in);
+    case DType::kQ8_0: return Packed<Q8_0>::Bytes(n_rows, n_in);
     default: return 0;
   }
 }
@@ -451,6 +455,7 @@ void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t 
   switch (wtype) {
     case DType::kQ4_0: return PackRows<Q4_0, BlockQ4_0>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
     case DType::kQ4_1: return PackRows<Q4_1, BlockQ4_1>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
+    case DType::kQ8_0: return PackRows<Q8_0, BlockQ8_0>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
     default: ATRIUM_CHECK(false, "pack_rows: type %d has no packed form", static_cast<int>(wtype));
   }
 }
@@ -462,6 +467,7 @@ void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, i
   switch (wtype) {
     case DType::kQ4_0: return MatmulPacked<Q4_0>(a, n_tokens, row_begin, row_end);
     case DType::kQ4_1: return MatmulPacked<Q4_1>(a, n_tokens, row_begin, row_end);
+    case DType::kQ8_0: return MatmulPacked<Q8_0>(a, n_tokens, row_begin, row_end);
     default: ATRIUM_CHECK(false, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
   }
 }

@@ -363,16 +363,20 @@ void MatmulTiles(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64
   }
 }
 
-// ---- Weights packed once at load (4-bit types: Q4_0, Q4_1). Per tile of
-// 16 rows and per block, a 288 / 320-byte record: the four qs dwords of the
-// 16 rows as gathered (lines g and g + 4 are their low and high nibbles),
-// then the 16 rows' d as f16, then (affine) their m. The same bytes as the
-// GGUF blocks, so the same size, read as one sequential stream; and the
-// lines and scales come out exactly as PrepareTile / UnitScales make them,
-// so results are bit-identical to the unpacked tiles.
+// ---- Weights packed once at load (Q4_0, Q4_1, Q8_0; a type opts in with
+// kPackedBits). Per tile of 16 rows and per block, a record: the qs dwords
+// of the 16 rows as gathered - four for the 4-bit types (lines g and g + 4
+// are their low and high nibbles), eight for Q8_0 (signed; the line is the
+// dword biased to unsigned) - then the 16 rows' d as f16, then (affine) their
+// m. The same bytes as the GGUF blocks, so the same size, read as one
+// sequential stream; and the lines and scales come out exactly as
+// PrepareTile / UnitScales make them, so results are bit-identical to the
+// unpacked tiles.
 template <typename U>
 struct Packed {
-  static constexpr int64_t kRecord = 4 * 64 + 32 + (U::kAffine ? 32 : 0);
+  static constexpr int kDwords = U::kPackedBits == 4 ? 4 : 8;
+  static constexpr int64_t kScalesAt = 64 * kDwords;
+  static constexpr int64_t kRecord = kScalesAt + 32 + (U::kAffine ? 32 : 0);
   static int64_t TileBytes(int64_t n_in) { return n_in / kQK * kRecord; }
   static int64_t Bytes(int64_t n_rows, int64_t n_in) { return (n_rows + kTileRows - 1) / kTileRows * TileBytes(n_in); }
 };
@@ -387,17 +391,38 @@ void PackRows(uint8_t* dst, const uint8_t* w, int64_t n_rows, int64_t n_in, int6
     for (int64_t b = 0; b < n_blocks; ++b) {
       uint8_t* rec = dst + b * Packed<U>::kRecord;
       const uint8_t* blk = tile_w + b * sizeof(BlockW);
-      for (int g = 0; g < 4; ++g) {
+      for (int g = 0; g < Packed<U>::kDwords; ++g) {
         _mm512_storeu_si512(rec + 64 * g, _mm512_i32gather_epi32(offsets, blk + offsetof(BlockW, qs) + 4 * g, 1));
       }
       const __m512i dm = _mm512_i32gather_epi32(offsets, blk, 1);  // d, then m for affine types
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + 256), _mm512_cvtepi32_epi16(dm));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + Packed<U>::kScalesAt), _mm512_cvtepi32_epi16(dm));
       if constexpr (U::kAffine) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + 288), _mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rec + Packed<U>::kScalesAt + 32),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
       }
     }
     dst += Packed<U>::TileBytes(n_in);
   }
+}
+
+// A record's 8 lines of unsigned quants, as PrepareTile makes them.
+template <typename U>
+inline void RecordLines(const uint8_t* rec, __m512i w[8]) {
+  if constexpr (U::kPackedBits == 4) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_loadu_si512(rec + 64 * g);
+      w[g] = _mm512_and_si512(v, low4);
+      w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), low4);
+    }
+  } else {
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(rec + 64 * g), bias);
+  }
+}
+template <typename U>
+inline __m512 RecordScales(const uint8_t* rec, int which) {  // 0: d, 1: m
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + Packed<U>::kScalesAt + 32 * which)));
 }
 
 // C tokens against one packed tile; rows [lo, hi) of the tile are stored.
@@ -405,7 +430,6 @@ template <typename U, int C>
 void PackedTokens(const MatmulArgs& a, const uint8_t* tile, const TokenBlocks& x, int64_t row0, int lo, int hi,
                   int64_t tok0) {
   const int64_t n_blocks = a.n_in / kQK;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[C];
   const uint8_t* xrow[C];
   for (int c = 0; c < C; ++c) {
@@ -419,14 +443,9 @@ void PackedTokens(const MatmulArgs& a, const uint8_t* tile, const TokenBlocks& x
       _mm_prefetch(reinterpret_cast<const char*>(rec + Packed<U>::TileBytes(a.n_in) + b), _MM_HINT_T0);
     }
     __m512i w[8];
-    for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_loadu_si512(rec + 64 * g);
-      w[g] = _mm512_and_si512(v, low4);
-      w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), low4);
-    }
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 256)));
-    __m512 mw = _mm512_setzero_ps();
-    if constexpr (U::kAffine) mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 288)));
+    RecordLines<U>(rec, w);
+    const __m512 dw = RecordScales<U>(rec, 0);
+    const __m512 mw = U::kAffine ? RecordScales<U>(rec, 1) : _mm512_setzero_ps();
     for (int c = 0; c < C; ++c) {
       const uint8_t* q = XQuantAt<typename U::XBlock>(xrow[c], j * kQK);
       const int64_t i = (tok0 + c) * n_blocks + j;
@@ -451,18 +470,13 @@ void UnpackPackedTile(const uint8_t* tile, int64_t n_in, RowTile& rt) {
   rt.lines.resize(static_cast<size_t>(n_blocks * 8));
   rt.d.resize(static_cast<size_t>(n_blocks));
   rt.m.resize(U::kAffine ? static_cast<size_t>(n_blocks) : 0);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t j = 0; j < n_blocks; ++j) {
     const uint8_t* rec = tile + j * Packed<U>::kRecord;
-    for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_loadu_si512(rec + 64 * g);
-      _mm512_store_si512(rt.lines[j * 8 + g].b, _mm512_and_si512(v, low4));
-      _mm512_store_si512(rt.lines[j * 8 + g + 4].b, _mm512_and_si512(_mm512_srli_epi32(v, 4), low4));
-    }
-    _mm512_store_ps(rt.d[j].b, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 256))));
-    if constexpr (U::kAffine) {
-      _mm512_store_ps(rt.m[j].b, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 288))));
-    }
+    __m512i w[8];
+    RecordLines<U>(rec, w);
+    for (int g = 0; g < 8; ++g) _mm512_store_si512(rt.lines[j * 8 + g].b, w[g]);
+    _mm512_store_ps(rt.d[j].b, RecordScales<U>(rec, 0));
+    if constexpr (U::kAffine) _mm512_store_ps(rt.m[j].b, RecordScales<U>(rec, 1));
   }
 }
 
