@@ -219,12 +219,6 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
   });
 }
 
-void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v, int64_t kv_stride,
-               int64_t q_pos0, int64_t n_kv, const AttentionShape& shape) {
-  const AttentionSeq seq{0, q.rows(), q_pos0, n_kv, nullptr};
-  Attention(ctx, out, q, KvRows{k, v, kv_stride, 0, DType::kF32}, &seq, 1, shape);
-}
-
 void ScatterRows(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src, const int64_t* rows) {
   CheckF32(src, "scatter src");
   ATRIUM_CHECK(dst_stride >= src.cols() && (dst_type == DType::kF32 || dst_type == DType::kF16),

@@ -88,10 +88,6 @@ struct AttentionSeq {
 // parallel pass, whole GQA groups a work unit.
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, const AttentionSeq* seqs,
                int64_t n_seqs, const AttentionShape& shape);
-// One sequence over a contiguous cache: the query tokens sit at positions
-// q_pos0.. and key j at position j of k / v (kv_stride floats apart).
-void Attention(Context& ctx, Tensor& out, const Tensor& q, const float* k, const float* v,
-               int64_t kv_stride, int64_t q_pos0, int64_t n_kv, const AttentionShape& shape);
 
 // Row i of src [n, cols] f32 is copied to row rows[i] of dst (rows
 // dst_stride elements of dst_type apart, f32 or f16): new keys and values

@@ -160,17 +160,11 @@ void RowTileCached(const MatmulArgs& a, int64_t row0, int64_t n_tokens) {
   for (; t < n_tokens; ++t) TileFrom<I, T, R, 1>(a, row0, t, from_cache);
 }
 
-// Rows outer (a tile of rows stays in L1 while every token passes), tokens
-// inner in groups of 4 with I::kPrefillRows rows a tile, or (decode) 4 rows
-// against the one token.
+// Row-major tiles. Rows outer (a tile of rows stays in L1 while every token
+// passes), tokens inner in groups of 4 with I::kPrefillRows rows a tile, or
+// (decode) 4 rows against the one token.
 template <class I, typename T>
-void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  // A type with its own tiles (quant_avx512.cc's 16-row tiles, one
-  // arithmetic for every batch size) takes the whole call.
-  if constexpr (requires { T::MatmulRows(a, n_tokens, row_begin, row_end); }) {
-    T::MatmulRows(a, n_tokens, row_begin, row_end);
-    return;
-  }
+void RowMajor(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   int64_t r = row_begin;
   if (n_tokens == 1) {
     for (; r + 4 <= row_end; r += 4) Tile<I, T, 4, 1>(a, r, 0);
@@ -195,6 +189,18 @@ void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t ro
   constexpr int kRows = I::kPrefillRows;
   for (; r + kRows <= row_end; r += kRows) tokens(std::integral_constant<int, kRows>{}, r);
   for (; r < row_end; ++r) tokens(std::integral_constant<int, 1>{}, r);
+}
+
+// A type with its own tiles (quant_avx512.cc's 16-row tiles, one
+// arithmetic for every batch size) takes the whole call; the others run on
+// the row-major tiles.
+template <class I, typename T>
+void Matmul(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  if constexpr (requires { T::MatmulRows(a, n_tokens, row_begin, row_end); }) {
+    T::MatmulRows(a, n_tokens, row_begin, row_end);
+  } else {
+    RowMajor<I, T>(a, n_tokens, row_begin, row_end);
+  }
 }
 
 template <class I, typename T>

@@ -187,16 +187,16 @@ void PrepareTile(const MatmulArgs& a, int64_t row0, int64_t n_valid, RowTile& ti
       // the same 4 bytes of 16 rows): no unpack in row order, no transpose.
       U::GatherLines(w, offsets, e, a.n_in, lines + e / 4);
     } else {
-    __m512i q[kChunks][kTileRows];
-    for (int r = 0; r < kTileRows; ++r) {
-      __m512i unit[kChunks];
-      U::UnpackUnit(w + off[r], e, a.n_in, unit);
-      for (int c = 0; c < kChunks; ++c) q[c][r] = unit[c];
-    }
-    for (int c = 0; c < kChunks; ++c) {
-      Transpose16(q[c]);
-      for (int g = 0; g < 16; ++g) _mm512_store_si512(lines[(e + 64 * c) / 4 + g].b, q[c][g]);
-    }
+      __m512i q[kChunks][kTileRows];
+      for (int r = 0; r < kTileRows; ++r) {
+        __m512i unit[kChunks];
+        U::UnpackUnit(w + off[r], e, a.n_in, unit);
+        for (int c = 0; c < kChunks; ++c) q[c][r] = unit[c];
+      }
+      for (int c = 0; c < kChunks; ++c) {
+        Transpose16(q[c]);
+        for (int g = 0; g < 16; ++g) _mm512_store_si512(lines[(e + 64 * c) / 4 + g].b, q[c][g]);
+      }
     }
     __m512 dw[kSubsPerUnit], mw[kSubsPerUnit];
     U::UnitScales(w, a.w_row_bytes, offsets, n_valid, e, a.n_in, dw, mw);

@@ -205,8 +205,6 @@ void Engine::ExpireAndCancel() {
   }
 }
 
-std::string_view Engine::CacheNamespace(const Sequence& s) const { return s.req->ns; }
-
 SchedulerInput Engine::BuildInput() const {
   SchedulerInput in;
   in.block_tokens = pool_->block_tokens();
@@ -232,7 +230,7 @@ SchedulerInput Engine::BuildInput() const {
     w.preempted = s.result.preemptions > 0;
     if (cache_ && !s.req->echo) {
       const PrefixPeek peek =
-          cache_->Peek(CacheNamespace(s), std::span<const int32_t>(s.tokens.data(), s.tokens.size() - 1));
+          cache_->Peek(s.req->ns, std::span<const int32_t>(s.tokens.data(), s.tokens.size() - 1));
       w.n_cached_tokens = peek.n_tokens;
       w.cached_evictable_blocks = peek.evictable_blocks;
     }
@@ -285,7 +283,7 @@ bool Engine::Step(ops::Context& ctx) {
                  static_cast<long long>(c.id));
     if (c.start > 0) {
       PrefixHit hit =
-          cache_->Lookup(CacheNamespace(*s), std::span<const int32_t>(s->tokens.data(), static_cast<size_t>(c.start)));
+          cache_->Lookup(s->req->ns, std::span<const int32_t>(s->tokens.data(), static_cast<size_t>(c.start)));
       ATRIUM_CHECK(hit.n_tokens == c.start, "prefix cache served %lld tokens, the plan expected %lld",
                    static_cast<long long>(hit.n_tokens), static_cast<long long>(c.start));
       s->table.blocks = std::move(hit.blocks);
@@ -359,7 +357,7 @@ bool Engine::Step(ops::Context& ctx) {
     if (s.table.n_tokens < static_cast<int64_t>(s.tokens.size())) continue;  // prefill goes on next step
     // The prompt is computed: its full blocks serve later requests.
     if (cache_ && !s.inserted) {
-      cache_->Insert(CacheNamespace(s), std::span<const int32_t>(s.tokens.data(), static_cast<size_t>(s.n_prompt)),
+      cache_->Insert(s.req->ns, std::span<const int32_t>(s.tokens.data(), static_cast<size_t>(s.n_prompt)),
                      s.table);
       s.inserted = true;
     }

@@ -124,7 +124,6 @@ class Engine {
   void Finish(Sequence& s, const Status& status, const std::string& reason);
   void RemoveFinished();
   void Count(int64_t EngineStats::*counter);  // one more, under mu_
-  std::string_view CacheNamespace(const Sequence& s) const;
 
   Model& model_;
   const Tokenizer& tokenizer_;
