@@ -14,6 +14,12 @@ APT_PACKAGES=(
   python3 python3-pip
   libicu-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # gRPC serving (issue 5): C++ runtime, protoc + plugins, metrics. The
+  # real-client tests run on Debian's /usr/bin/python3 with its grpcio and
+  # protobuf (they match protoc 3.21, which also writes their stubs); the
+  # pyenv python3 on PATH is not used for them (see proto/CMakeLists.txt).
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
+  python3-grpcio python3-protobuf python3-grpc-tools
 )
 
 missing=()
