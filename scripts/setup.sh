@@ -14,6 +14,9 @@ APT_PACKAGES=(
   python3 python3-pip
   libicu-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # Gateway state (issue 5): tenants, hashed API keys and the audit log in
+  # SQLite; SHA-256 of key secrets from OpenSSL's libcrypto.
+  libsqlite3-dev libssl-dev
   # gRPC serving (issue 5): C++ runtime, protoc + plugins, metrics. The
   # real-client tests run on Debian's /usr/bin/python3 with its grpcio and
   # protobuf (they match protoc 3.21, which also writes their stubs); the
