@@ -13,7 +13,8 @@
 
 namespace atrium::kernels {
 
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// kAmx: the AVX-512 table with packed matmuls on AMX int8 tiles.
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 const char* IsaName(Isa isa);
 
 // kNormal rotates pairs (2i, 2i+1) (GGML rope mode 0, llama);
@@ -107,13 +108,14 @@ struct CpuKernels {
 };
 
 // The best table for this CPU, chosen once. The environment variable
-// ATRIUM_ISA=scalar|avx2|avx512 may lower (never raise) the choice.
+// ATRIUM_ISA=scalar|avx2|avx512|amx may lower (never raise) the choice.
 const CpuKernels& Cpu();
 // The table of one ISA, or nullptr when it is not compiled in or this CPU
 // lacks it. Tests use it to compare every ISA with the scalar one.
 const CpuKernels* CpuFor(Isa isa);
-// What this CPU supports (CPUID): kAvx512 needs F, BW, DQ, VL and VNNI;
-// kAvx2 needs AVX2, FMA and F16C.
+// What this CPU supports (CPUID): kAmx needs kAvx512, AMX-TILE and
+// AMX-INT8, and the kernel's leave to use the tile state (arch_prctl);
+// kAvx512 needs F, BW, DQ, VL and VNNI; kAvx2 needs AVX2, FMA and F16C.
 Isa DetectIsa();
 
 }  // namespace atrium::kernels

@@ -1,4 +1,6 @@
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +23,17 @@ bool OsSavesAvxState() {
   return (eax & 0x6) == 0x6;
 }
 
+// Linux hands out the 8 KiB tile state only to a process that asks for it
+// (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without leave, the
+// first tile instruction faults. The leave covers every thread.
+bool OsGrantsAmx() {
+  uint32_t eax, edx;
+  __asm__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  if ((eax & 0x60000) != 0x60000) return false;  // XTILECFG, XTILEDATA
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
 Isa Detect() {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return Isa::kScalar;
@@ -32,7 +45,8 @@ Isa Detect() {
   const bool avx2 = b & bit_AVX2;
   const bool avx512 = (b & bit_AVX512F) && (b & bit_AVX512BW) && (b & bit_AVX512DQ) &&
                       (b & bit_AVX512VL) && (c & bit_AVX512VNNI);
-  if (avx512 && avx2 && fma && f16c && OsSavesAvx512State()) return Isa::kAvx512;
+  const bool amx = (d & (1u << 24)) && (d & (1u << 25));  // AMX-TILE, AMX-INT8
+  if (avx512 && avx2 && fma && f16c && OsSavesAvx512State()) return amx && OsGrantsAmx() ? Isa::kAmx : Isa::kAvx512;
   if (avx2 && fma && f16c) return Isa::kAvx2;
   return Isa::kScalar;
 }
@@ -43,17 +57,22 @@ CpuKernels Build(Isa isa) {
   t.name = "scalar";
   ref::FillQuant(t);
   ref::FillFloat(t);
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {
+  if (isa >= Isa::kAvx2) {
     t.isa = Isa::kAvx2;
     t.name = "avx2";
     avx2::FillQuant(t);
     avx2::FillFloat(t);
   }
-  if (isa == Isa::kAvx512) {
+  if (isa >= Isa::kAvx512) {
     t.isa = Isa::kAvx512;
     t.name = "avx512";
     avx512::FillQuant(t);
     avx512::FillFloat(t);
+  }
+  if (isa == Isa::kAmx) {
+    t.isa = Isa::kAmx;
+    t.name = "amx";
+    avx512::FillQuantAmx(t);
   }
   return t;
 }
@@ -63,6 +82,7 @@ struct Tables {
   CpuKernels scalar = Build(Isa::kScalar);
   CpuKernels avx2 = detected >= Isa::kAvx2 ? Build(Isa::kAvx2) : CpuKernels{};
   CpuKernels avx512 = detected >= Isa::kAvx512 ? Build(Isa::kAvx512) : CpuKernels{};
+  CpuKernels amx = detected >= Isa::kAmx ? Build(Isa::kAmx) : CpuKernels{};
 };
 
 const Tables& GetTables() {
@@ -77,6 +97,7 @@ const char* IsaName(Isa isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
+    case Isa::kAmx: return "amx";
   }
   return "?";
 }
@@ -106,6 +127,7 @@ const CpuKernels* CpuFor(Isa isa) {
     case Isa::kScalar: return &t.scalar;
     case Isa::kAvx2: return &t.avx2;
     case Isa::kAvx512: return &t.avx512;
+    case Isa::kAmx: return &t.amx;
   }
   return nullptr;
 }
@@ -118,6 +140,7 @@ const CpuKernels& Cpu() {
       if (std::strcmp(env, "scalar") == 0) wanted = Isa::kScalar;
       if (std::strcmp(env, "avx2") == 0) wanted = Isa::kAvx2;
       if (std::strcmp(env, "avx512") == 0) wanted = Isa::kAvx512;
+      if (std::strcmp(env, "amx") == 0) wanted = Isa::kAmx;
       if (wanted < isa) isa = wanted;
     }
     return CpuFor(isa);

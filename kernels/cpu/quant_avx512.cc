@@ -325,6 +325,8 @@ void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t 
   }
 }
 
+#include "kernels/cpu/tiles_amx.h"
+
 void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
                      int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
@@ -337,7 +339,21 @@ void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, i
   }
 }
 
+void MatmulPackedAmxFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
+                        int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
+                     n_in, wtype};
+  switch (wtype) {
+    case DType::kQ4_0: return MatmulPackedAmx<Q4_0>(a, n_tokens, row_begin, row_end);
+    case DType::kQ4_1: return MatmulPackedAmx<Q4_1>(a, n_tokens, row_begin, row_end);
+    case DType::kQ8_0: return MatmulPackedAmx<Q8_0>(a, n_tokens, row_begin, row_end);
+    default: ATRIUM_CHECK(false, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
+  }
+}
+
 }  // namespace
+
+void FillQuantAmx(CpuKernels& t) { t.matmul_packed = MatmulPackedAmxFor; }
 
 void FillQuant(CpuKernels& t) {
   FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);

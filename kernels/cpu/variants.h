@@ -15,6 +15,7 @@ void FillFloat(CpuKernels& t);
 }  // namespace avx2
 namespace avx512 {
 void FillQuant(CpuKernels& t);
+void FillQuantAmx(CpuKernels& t);  // over FillQuant: packed matmuls on AMX tiles
 void FillFloat(CpuKernels& t);
 }  // namespace avx512
 }  // namespace atrium::kernels

@@ -38,7 +38,7 @@ constexpr DType kQuantizableTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16,
 
 std::vector<const CpuKernels*> Tables() {
   std::vector<const CpuKernels*> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (const CpuKernels* t = CpuFor(isa)) out.push_back(t);
   }
   return out;
@@ -321,7 +321,9 @@ TEST(QuantTest, PackedMatmulEqualsUnpackedBitForBit) {
         t->pack_rows(packed.data(), w.data(), wtype, kRows, n_in);
         const DType p = DotPartner(wtype);
         const int64_t x_stride = RowBytes(p, n_in);
-        for (int64_t n_tokens : {1, 2, 5, 17, 40}) {  // 40: long prefills unpack each tile once
+        // 12..40: AMX tile groups of 16 tokens (full, partial, several); 40:
+        // long prefills unpack each tile once.
+        for (int64_t n_tokens : {1, 2, 5, 12, 16, 17, 40}) {
           Buffer x(x_stride * n_tokens, 0);
           for (int64_t tk = 0; tk < n_tokens; ++tk) {
             const Activation a = MakeActivation(wtype, n_in, rng);
@@ -338,7 +340,9 @@ TEST(QuantTest, PackedMatmulEqualsUnpackedBitForBit) {
       }
     }
   }
-  if (DetectIsa() == Isa::kAvx512) EXPECT_GT(packed_types, 0);
+  if (DetectIsa() >= Isa::kAvx512) {
+    EXPECT_GT(packed_types, 0);
+  }
 }
 
 // f32 -> f16 (the serving engine's KV cache rows): every table rounds

@@ -1,0 +1,211 @@
+// Internal part of quant_avx512.cc (included after tiles_avx512.h and the
+// packed types): the packed matmul on AMX tiles, for batches of tokens.
+//
+// Why. With 16 or more tokens a step is bound by the int8 dot products:
+// vpdpbusd does 64 multiply-adds per instruction, one AMX tile multiply
+// (tdpbusd) 16 x 16 x 32 = 8,192. What is left per (16 rows, token, block)
+// is the float chain every batch size shares (tiles_avx512.h): convert,
+// scale, fma.
+//
+// Bit-identical to the vpdpbusd tiles. Per block and token, the chain needs
+// the exact int32 I = sum over the block of (q - kBias) * a (affine types:
+// q * a). AMX multiplies unsigned A by signed B, so the tokens are A, biased
+// to unsigned (a + 128), and the weights B, as signed w = q - kBias (Q8_0:
+// its own signed quants). Then C = sum (a + 128) w = I + 128 * sum(w), and
+// I = C - 128 * sum(w), with sum(w) per row and block taken once per tile.
+// Integers are exact, so I is the same int32 as the vpdpbusd tiles form and
+// the chain after it is the same floats in the same order.
+//
+// Layouts. B of a 16-row tile and a block is exactly the packed record's
+// eight lines (line g: dword g of rows 0..15, the VNNI layout AMX reads),
+// so C comes out as one register per token with row r in lane r, the shape
+// the chain runs on. A is 16 tokens x the block's 32 quants.
+#pragma once
+
+constexpr int kAmxTokens = 16;      // A rows: tokens per tile multiply
+constexpr int kAmxMinTokens = 12;   // below, vpdpbusd is faster (8 tokens: 35 vs 43 us, 1536 x 576 Q4_1)
+
+// Tile registers: tmm0 C (16 tokens x 16 rows, int32), tmm1 A (16 tokens
+// x 32 bytes), tmm2 B (8 dwords x 16 rows); tmm3-5 a second set, so one
+// block's multiply overlaps the previous block's chain. (The intrinsics
+// take the register numbers as literals.)
+
+struct alignas(64) AmxPalette {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tile configuration is per thread; it stays loaded until the thread ends.
+inline void ConfigureAmxTiles() {
+  thread_local bool configured = false;
+  if (configured) return;
+  AmxPalette p;
+  for (int set : {0, 3}) {
+    p.rows[set + 0] = kAmxTokens;
+    p.colsb[set + 0] = 64;
+    p.rows[set + 1] = kAmxTokens;
+    p.colsb[set + 1] = kQK;
+    p.rows[set + 2] = kQK / 4;
+    p.colsb[set + 2] = 64;
+  }
+  _tile_loadconfig(&p);
+  configured = true;
+}
+
+// The activation quants as A tiles: [token group][block] -> 16 tokens x 32
+// bytes (512 bytes, eight Lines), biased to unsigned. Tokens past the end
+// of the last group are zeros; their results are never stored.
+template <typename U>
+void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, std::vector<Line>& tiles) {
+  const int64_t n_blocks = a.n_in / kQK;
+  const int64_t n_groups = (n_tokens + kAmxTokens - 1) / kAmxTokens;
+  tiles.resize(static_cast<size_t>(n_groups * n_blocks * 8));
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t t = 0; t < n_groups * kAmxTokens; ++t) {
+    const int64_t g = t / kAmxTokens, c = t % kAmxTokens;
+    const uint8_t* xrow = a.x + t * a.x_stride;
+    for (int64_t j = 0; j < n_blocks; ++j) {
+      auto* dst = reinterpret_cast<__m256i*>(tiles[static_cast<size_t>((g * n_blocks + j) * 8)].b + 32 * c);
+      const __m256i q = t < n_tokens ? Load256(XQuantAt<typename U::XBlock>(xrow, j * kQK)) : bias;
+      _mm256_store_si256(dst, _mm256_xor_si256(q, bias));
+    }
+  }
+}
+
+// One packed 16-row tile made ready for AMX: per block its B (the record's
+// lines as signed weights), -128 * sum(w) per row, and the scales. Q8_0's
+// records hold the signed quants themselves, so its B is read in place.
+struct AmxRowTile {
+  std::vector<Line> b;        // [n_blocks * 8] (4-bit types)
+  const uint8_t* b_base;      // block j's B: 8 lines, 64 bytes apart, at b_base + j * b_step
+  int64_t b_step;
+  std::vector<Line> neg_sum;  // [n_blocks]: int32 per row
+  std::vector<Line> d, m;     // [n_blocks]: f32 per row (m: affine types)
+  const Line* B(int64_t j) const { return reinterpret_cast<const Line*>(b_base + j * b_step); }
+};
+
+template <typename U>
+void PrepareAmxRowTile(const uint8_t* tile, int64_t n_in, AmxRowTile& rt) {
+  constexpr bool kInPlace = U::kPackedBits == 8;
+  const int64_t n_blocks = n_in / kQK;
+  if constexpr (kInPlace) {
+    rt.b_base = tile;
+    rt.b_step = Packed<U>::kRecord;
+  } else {
+    rt.b.resize(static_cast<size_t>(n_blocks * 8));
+    rt.b_base = rt.b[0].b;
+    rt.b_step = 8 * sizeof(Line);
+  }
+  rt.neg_sum.resize(static_cast<size_t>(n_blocks));
+  rt.d.resize(static_cast<size_t>(n_blocks));
+  rt.m.resize(U::kAffine ? static_cast<size_t>(n_blocks) : 0);
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(U::kBias));
+  const __m512i u128 = _mm512_set1_epi8(static_cast<char>(0x80));  // 128 as the unsigned operand
+  for (int64_t j = 0; j < n_blocks; ++j) {
+    const uint8_t* rec = tile + j * Packed<U>::kRecord;
+    __m512i sum128 = _mm512_setzero_si512();
+    if constexpr (kInPlace) {
+      for (int g = 0; g < 8; ++g) sum128 = _mm512_dpbusd_epi32(sum128, u128, _mm512_loadu_si512(rec + 64 * g));
+    } else {
+      __m512i w[8];
+      RecordLines<U>(rec, w);
+      for (int g = 0; g < 8; ++g) {
+        const __m512i ws = U::kBias != 0 ? _mm512_sub_epi8(w[g], bias) : w[g];
+        sum128 = _mm512_dpbusd_epi32(sum128, u128, ws);
+        _mm512_store_si512(rt.b[static_cast<size_t>(j * 8 + g)].b, ws);
+      }
+    }
+    _mm512_store_si512(rt.neg_sum[static_cast<size_t>(j)].b, _mm512_sub_epi32(_mm512_setzero_si512(), sum128));
+    _mm512_store_ps(rt.d[static_cast<size_t>(j)].b, RecordScales<U>(rec, 0));
+    if constexpr (U::kAffine) _mm512_store_ps(rt.m[static_cast<size_t>(j)].b, RecordScales<U>(rec, 1));
+  }
+}
+
+// Block j's tile multiply into C set `set` (0 or 3), stored to c_out.
+inline void AmxBlock(int set, const Line* a_tile, const Line* b_tile, const Line* c_init, int32_t* c_out) {
+  if (set == 0) {
+    _tile_loadd(0, c_init, 0);
+    _tile_loadd(1, a_tile, kQK);
+    _tile_loadd(2, b_tile, 64);
+    _tile_dpbusd(0, 1, 2);
+    _tile_stored(0, c_out, 64);
+  } else {
+    _tile_loadd(3, c_init, 0);
+    _tile_loadd(4, a_tile, kQK);
+    _tile_loadd(5, b_tile, 64);
+    _tile_dpbusd(3, 4, 5);
+    _tile_stored(3, c_out, 64);
+  }
+}
+
+// C tokens (tok0.., C a multiple of 4, at most 16) against one prepared row
+// tile; rows [lo, hi) of the tile and tokens below n_tokens are stored.
+template <typename U, int C>
+void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, const TokenBlocks& x, int64_t row0,
+               int lo, int hi, int64_t tok0, int64_t n_tokens, const uint8_t* next_tile) {
+  const int64_t n_blocks = a.n_in / kQK;
+  alignas(64) int32_t c_buf[2][kAmxTokens * 16];
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  AmxBlock(0, a_tiles, rt.B(0), rt.neg_sum.data(), c_buf[0]);
+  for (int64_t j = 0; j < n_blocks; ++j) {
+    // The next block's multiply runs while this block's chain does.
+    if (j + 1 < n_blocks) {
+      AmxBlock((j + 1) % 2 == 0 ? 0 : 3, a_tiles + (j + 1) * 8, rt.B(j + 1), rt.neg_sum.data() + j + 1,
+               c_buf[(j + 1) % 2]);
+    }
+    // The next tile's record j: its preparation would otherwise wait on
+    // memory (a prefetch past the matrix is harmless).
+    if (next_tile != nullptr) {
+      for (int b = 0; b < Packed<U>::kRecord; b += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(next_tile + j * Packed<U>::kRecord + b), _MM_HINT_T0);
+      }
+    }
+    const int32_t* sums = c_buf[j % 2];
+    const __m512 dw = _mm512_load_ps(rt.d[static_cast<size_t>(j)].b);
+    const __m512 mw = U::kAffine ? _mm512_load_ps(rt.m[static_cast<size_t>(j)].b) : _mm512_setzero_ps();
+    for (int c = 0; c < C; ++c) {
+      const int64_t i = (tok0 + c) * n_blocks + j;
+      acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_load_si512(sums + 16 * c), dw, mw, x.d[i], U::kAffine ? x.s[i] : 0.0f);
+    }
+  }
+  const __mmask16 keep = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+  for (int c = 0; c < C && tok0 + c < n_tokens; ++c) _mm512_mask_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, keep, acc[c]);
+}
+
+// Rows [row_begin, row_end) of a packed matrix for n_tokens tokens; small
+// batches stay on the vpdpbusd tiles (the same results, bit for bit).
+template <typename U>
+void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  if (n_tokens < kAmxMinTokens) return MatmulPacked<U>(a, n_tokens, row_begin, row_end);
+  ConfigureAmxTiles();
+  thread_local TokenBlocks x;
+  thread_local std::vector<Line> a_tiles;
+  thread_local AmxRowTile rt;
+  PrepareTokenBlocks<U>(a, n_tokens, x);
+  // The last group's padding tokens read scales too: zeros, never stored.
+  const int64_t n_blocks = a.n_in / kQK;
+  const int64_t padded = (n_tokens + kAmxTokens - 1) / kAmxTokens * kAmxTokens;
+  x.d.resize(static_cast<size_t>(padded * n_blocks), 0.0f);
+  if constexpr (U::kAffine) x.s.resize(static_cast<size_t>(padded * n_blocks), 0.0f);
+  PrepareAmxTokens<U>(a, n_tokens, a_tiles);
+  for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
+    const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
+    const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
+    const int hi = static_cast<int>(std::min<int64_t>(row_end - r0, kTileRows));
+    PrepareAmxRowTile<U>(tile, a.n_in, rt);
+    for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
+      const Line* group = a_tiles.data() + t / kAmxTokens * n_blocks * 8;
+      const uint8_t* next = t == 0 ? tile + Packed<U>::TileBytes(a.n_in) : nullptr;
+      switch ((std::min<int64_t>(n_tokens - t, kAmxTokens) + 3) / 4) {
+        case 1: AmxTokens<U, 4>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
+        case 2: AmxTokens<U, 8>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
+        case 3: AmxTokens<U, 12>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
+        default: AmxTokens<U, 16>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
+      }
+    }
+  }
+}
