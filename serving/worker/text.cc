@@ -1,0 +1,130 @@
+#include "serving/worker/text.h"
+
+namespace atrium::worker {
+
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+      cp = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      cp = b & 0x0F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      cp = b & 0x07;
+    }
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      ok = (c & 0xC0) == 0x80;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid.
+    if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+               (cp >= 0xD800 && cp <= 0xDFFF))) {
+      ok = false;
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;  // resynchronize on the next byte
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> EncodePrompt(const TextModel& text, std::string_view prompt) {
+  const Tokenizer& tok = *text.tokenizer;
+  // A template that writes the BOS token itself must not get a second one.
+  bool add_special = true;
+  const int32_t bos = tok.bos_id();
+  if (bos >= 0 && tok.add_bos()) {
+    const std::string bos_text = tok.TokenToPiece(bos, /*render_special=*/true);
+    if (!bos_text.empty() && prompt.substr(0, bos_text.size()) == bos_text) add_special = false;
+  }
+  return tok.Encode(prompt, add_special, /*parse_special=*/true);
+}
+
+StatusOr<std::vector<int32_t>> PromptTokens(const TextModel& text, std::string_view prompt, std::string_view field,
+                                            rpc::ApiError* error) {
+  const std::string f(field);
+  if (prompt.empty()) {
+    *error = rpc::BadField(f, "the prompt is empty", "EMPTY_PROMPT");
+    return error->status;
+  }
+  // Every token covers at most max_piece_bytes of text (the BOS adds one).
+  const size_t min_tokens = prompt.size() / text.max_piece_bytes;
+  if (static_cast<int64_t>(min_tokens) >= text.context_length) {
+    *error = rpc::BadField(f,
+                           StrFormat("the prompt (%zu bytes, at least %zu tokens) cannot fit the model's context of "
+                                     "%lld tokens",
+                                     prompt.size(), min_tokens, static_cast<long long>(text.context_length)),
+                           "PROMPT_TOO_LONG");
+    error->metadata.emplace_back("context_length", std::to_string(text.context_length));
+    return error->status;
+  }
+  std::vector<int32_t> ids = EncodePrompt(text, prompt);
+  if (ids.empty()) {
+    *error = rpc::BadField(f, "the prompt has no tokens", "EMPTY_PROMPT");
+    return error->status;
+  }
+  if (static_cast<int64_t>(ids.size()) >= text.context_length) {
+    *error = rpc::BadField(f,
+                           StrFormat("the prompt has %zu tokens; the model's context holds %lld (prompt and output "
+                                     "together)",
+                                     ids.size(), static_cast<long long>(text.context_length)),
+                           "PROMPT_TOO_LONG");
+    error->metadata.emplace_back("prompt_tokens", std::to_string(ids.size()));
+    error->metadata.emplace_back("context_length", std::to_string(text.context_length));
+    return error->status;
+  }
+  return ids;
+}
+
+StatusOr<std::string> ChatPrompt(const TextModel& text,
+                                 const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
+                                 const std::string& model_name, rpc::ApiError* error) {
+  if (!text.chat.has_value()) {
+    *error = rpc::WithReason(FailedPrecondition(model_name + " has no chat template, so Chat cannot build its prompt; "
+                                                "use Generate (" + text.chat_error.message() + ")"),
+                             "NO_CHAT_TEMPLATE");
+    return error->status;
+  }
+  if (messages.empty()) {
+    *error = rpc::BadField("messages", "the conversation is empty: give at least one message", "EMPTY_PROMPT");
+    return error->status;
+  }
+  std::vector<ChatMessage> chat;
+  chat.reserve(static_cast<size_t>(messages.size()));
+  for (int i = 0; i < messages.size(); ++i) {
+    const v1::ChatMessage& m = messages[i];
+    if (m.role().empty()) {
+      *error = rpc::BadField(StrFormat("messages[%d].role", i), "empty; use \"system\", \"user\" or \"assistant\"");
+      return error->status;
+    }
+    chat.push_back({m.role(), m.content()});
+  }
+  StatusOr<std::string> prompt = text.chat->Apply(chat, /*add_generation_prompt=*/true);
+  if (!prompt.ok()) {
+    // The template itself raised (e.g. Gemma's "roles must alternate"): the
+    // conversation is what the client should fix.
+    *error = rpc::BadField("messages", prompt.status().message(), "CHAT_TEMPLATE_REJECTED");
+    return error->status;
+  }
+  return prompt;
+}
+
+}  // namespace atrium::worker
