@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace atrium {
 
@@ -17,6 +18,46 @@ Status SamplingParams::Validate() const {
   if (!std::isfinite(frequency_penalty)) return bad("frequency_penalty", "finite", frequency_penalty);
   if (repeat_last_n < -1) return bad("repeat_last_n", ">= -1", repeat_last_n);
   return OkStatus();
+}
+
+// Compiled for AVX-512, AVX2 and plain x86-64, chosen at load (ifunc).
+// Sixteen running (max, first index) pairs in GCC vectors: the vectorizer
+// leaves a scalar scan alone at -O2.
+__attribute__((target_clones("avx512f", "avx2", "default"))) int32_t Argmax(const float* x, int32_t n) {
+  if (n <= 0) return 0;
+  using Lanes = float __attribute__((vector_size(64)));
+  using Index = int32_t __attribute__((vector_size(64)));
+  constexpr int32_t kLanes = 16;
+  Lanes lane_max;
+  Index lane_at, at;
+  for (int32_t k = 0; k < kLanes; ++k) {
+    lane_max[k] = x[0];
+    lane_at[k] = 0;
+    at[k] = k;
+  }
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes, at += kLanes) {
+    Lanes v;
+    std::memcpy(&v, x + i, sizeof(v));
+    const Index greater = v > lane_max;  // strictly: a lane keeps its first maximum
+    lane_max = greater ? v : lane_max;
+    lane_at = greater ? at : lane_at;
+  }
+  float best = x[0];
+  int32_t best_at = 0;
+  for (int32_t k = 0; k < kLanes; ++k) {
+    if (lane_max[k] > best || (lane_max[k] == best && lane_at[k] < best_at)) {
+      best = lane_max[k];
+      best_at = lane_at[k];
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] > best) {
+      best = x[i];
+      best_at = i;
+    }
+  }
+  return best_at;
 }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
@@ -48,7 +89,7 @@ int32_t Sampler::Sample(float* logits, int32_t n_vocab) {
   ApplyPenalties(logits, n_vocab);
   if (params_.temperature <= 0.0f) {
     // Greedy; ties go to the lowest id, as in llama.cpp.
-    return static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
+    return Argmax(logits, n_vocab);
   }
   candidates_.clear();
   for (int32_t i = 0; i < n_vocab; ++i) candidates_.emplace_back(logits[i], i);

@@ -28,6 +28,11 @@ struct SamplingParams {
   Status Validate() const;
 };
 
+// The index of the largest of x[0 .. n), the lowest on ties (as
+// std::max_element, NaN never chosen unless x[0] is one), in two vectorized
+// passes: greedy decoding takes it over the whole vocabulary every token.
+int32_t Argmax(const float* x, int32_t n);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);

@@ -10,6 +10,7 @@
 
 #include "models/model.h"
 #include "models/tokenizer/tokenizer.h"
+#include "runtime/sampler.h"
 #include "serving/cli/commands.h"
 
 namespace atrium::cli {
@@ -46,10 +47,7 @@ int RunBench(const CommonFlags& common, const BenchFlags& f) {
   ops::Context ctx(common.threads);
   const int64_t context = f.prompt_tokens + f.gen_tokens + 16;
   Tensor logits = Tensor::Empty(DType::kF32, {1, n_vocab});
-  auto argmax = [&] {
-    const float* l = logits.data<float>();
-    return static_cast<int32_t>(std::max_element(l, l + n_vocab) - l);
-  };
+  auto argmax = [&] { return Argmax(logits.data<float>(), static_cast<int32_t>(n_vocab)); };
 
   // Prefill: the whole prompt in one forward, fresh cache each repetition.
   const std::vector<int32_t> long_prompt = PromptOf(tok, f.prompt_tokens);

@@ -1,7 +1,9 @@
 #include "runtime/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -21,6 +23,26 @@ TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
   SamplingParams p;
   p.temperature = 0;
   EXPECT_EQ(SampleOnce(p, Logits()), 1);
+}
+
+// Argmax equals std::max_element (first of the largest) for every length
+// around the vector width, ties, negative and infinite values, and NaN.
+TEST(SamplerTest, ArgmaxEqualsMaxElement) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-3, 3);  // many ties
+  for (int32_t n = 1; n <= 70; ++n) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = static_cast<float>(small(rng)) - 10.0f;
+      if (trial % 5 == 1) x[static_cast<size_t>(rng() % n)] = INFINITY;
+      if (trial % 5 == 2) x[static_cast<size_t>(rng() % n)] = NAN;
+      if (trial % 5 == 3) x[static_cast<size_t>(rng() % n)] = -0.0f;
+      const int32_t want = static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+      ASSERT_EQ(Argmax(x.data(), n), want) << "n=" << n << " trial " << trial;
+    }
+  }
+  std::vector<float> all_nan(33, NAN);
+  EXPECT_EQ(Argmax(all_nan.data(), 33), 0);
 }
 
 TEST(SamplerTest, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
