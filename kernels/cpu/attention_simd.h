@@ -147,21 +147,119 @@ struct KeyRows {
 // the largest head_dim the on-stack accumulators hold.
 constexpr int64_t kGroupHeads = 8;
 constexpr int64_t kMaxHeadDim = 512;
+// Heads whose dot products share one conversion of a K or V row: four
+// heads by four keys (or by four vectors of V) is 16 accumulators.
+constexpr int kFusedHeads = 4;
+constexpr int64_t kMaxBlock = 64;  // keys per online-softmax block
+
+// Scores of HN heads (q rows head_dim apart) against nb keys (rows krow[j]):
+// p[h][j] = scale * dot(q_h, k_j). Each key's row is loaded (and, for f16,
+// converted) once for all HN heads; per (head, key) the sum runs in the same
+// order as AttentionScores, four keys to one Reduce4.
+template <class V, int HN, typename E>
+inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* krow, int64_t nb, int64_t head_dim,
+                        float scale) {
+  constexpr int64_t L = V::kLanes;
+  const int64_t full = head_dim / L * L;
+  const auto tail = V::TailMask(head_dim - full);
+  int64_t j = 0;
+  for (; j + 4 <= nb; j += 4) {
+    typename V::T a[HN][4];
+    for (int h = 0; h < HN; ++h)
+      for (int i = 0; i < 4; ++i) a[h][i] = V::Zero();
+    for (int64_t d = 0; d < full; d += L) {
+      typename V::T k[4];
+      for (int i = 0; i < 4; ++i) k[i] = LoadE<V>(krow[j + i] + d);
+      for (int h = 0; h < HN; ++h) {
+        const auto qv = V::Load(q + h * head_dim + d);
+        for (int i = 0; i < 4; ++i) a[h][i] = V::Fma(qv, k[i], a[h][i]);
+      }
+    }
+    if (full < head_dim) {
+      typename V::T k[4];
+      for (int i = 0; i < 4; ++i) k[i] = LoadTailE<V>(krow[j + i] + full, tail);
+      for (int h = 0; h < HN; ++h) {
+        const auto qv = V::LoadTail(q + h * head_dim + full, tail);
+        for (int i = 0; i < 4; ++i) a[h][i] = V::Fma(qv, k[i], a[h][i]);
+      }
+    }
+    for (int h = 0; h < HN; ++h) {
+      float r[4];
+      V::Reduce4(a[h][0], a[h][1], a[h][2], a[h][3], r);
+      for (int i = 0; i < 4; ++i) p[h][j + i] = scale * r[i];
+    }
+  }
+  for (; j < nb; ++j) {
+    for (int h = 0; h < HN; ++h) {
+      const float* qh = q + h * head_dim;
+      auto a = V::Zero();
+      for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(qh + d), LoadE<V>(krow[j] + d), a);
+      if (full < head_dim) a = V::Fma(V::LoadTail(qh + full, tail), LoadTailE<V>(krow[j] + full, tail), a);
+      p[h][j] = scale * V::ReduceAdd(a);
+    }
+  }
+}
+
+// acc_h[c .. c + NV*L) = corr[h] * acc_h + sum_j p[h][j] * v_j[...] for HN
+// heads (acc rows head_dim apart): each V row slice converted once for all.
+template <class V, int HN, int NV, typename E>
+inline void GroupAccumulate(float* acc, int64_t head_dim, int64_t c, const float* corr, const float (*p)[kMaxBlock],
+                            const E* const* vrow, int64_t nb) {
+  constexpr int64_t L = V::kLanes;
+  typename V::T a[HN][NV];
+  for (int h = 0; h < HN; ++h) {
+    const auto cv = V::Set1(corr[h]);
+    for (int i = 0; i < NV; ++i) a[h][i] = V::Mul(V::Load(acc + h * head_dim + c + i * L), cv);
+  }
+  for (int64_t j = 0; j < nb; ++j) {
+    typename V::T v[NV];
+    for (int i = 0; i < NV; ++i) v[i] = LoadE<V>(vrow[j] + c + i * L);
+    for (int h = 0; h < HN; ++h) {
+      const auto w = V::Set1(p[h][j]);
+      for (int i = 0; i < NV; ++i) a[h][i] = V::Fma(w, v[i], a[h][i]);
+    }
+  }
+  for (int h = 0; h < HN; ++h)
+    for (int i = 0; i < NV; ++i) V::Store(acc + h * head_dim + c + i * L, a[h][i]);
+}
+
+// The same over all of head_dim: blocks of 16 / HN vectors (at most 16
+// accumulators), then a masked tail per head.
+template <class V, int HN, typename E>
+inline void GroupAccumulateAll(float* acc, int64_t head_dim, const float* corr, const float (*p)[kMaxBlock],
+                               const E* const* vrow, int64_t nb) {
+  constexpr int64_t L = V::kLanes;
+  constexpr int kNV = 16 / HN >= 4 ? 4 : 16 / HN;
+  int64_t c = 0;
+  for (; head_dim - c >= kNV * L; c += kNV * L) GroupAccumulate<V, HN, kNV>(acc, head_dim, c, corr, p, vrow, nb);
+  for (; head_dim - c >= L; c += L) GroupAccumulate<V, HN, 1>(acc, head_dim, c, corr, p, vrow, nb);
+  if (c < head_dim) {
+    const auto m = V::TailMask(head_dim - c);
+    for (int h = 0; h < HN; ++h) {
+      float* ah = acc + h * head_dim + c;
+      auto a = V::Mul(V::LoadTail(ah, m), V::Set1(corr[h]));
+      for (int64_t j = 0; j < nb; ++j) a = V::Fma(V::Set1(p[h][j]), LoadTailE<V>(vrow[j] + c, m), a);
+      V::StoreTail(ah, m, a);
+    }
+  }
+}
 
 // Heads q_heads[0 .. nh) (rows head_dim apart) of one query token over the
 // keys [begin, end) of kv, written to out (rows head_dim apart). Online
-// softmax over blocks of keys: each block of K and V rows is read from memory
-// once and then served from L1 to every head of the group, which is what
-// decode with grouped-query attention is bound by. A block never crosses a
-// block of a paged cache.
+// softmax over blocks of up to kMaxBlock keys: each block of K and V rows is
+// read from memory once and converted once for every head of the group,
+// which is what decode with grouped-query attention is bound by. A block
+// spans the pages of a paged cache (its rows are looked up one by one), so
+// a paged and a contiguous cache give the same result.
 template <class V, typename E>
 void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>& kv, int64_t begin, int64_t end,
                  int64_t head_dim, float scale, float softcap) {
-  constexpr int64_t kMaxBlock = 64;
   const int64_t block = head_dim <= 128 ? kMaxBlock : kMaxBlock / 2;  // K block fits in L1
   alignas(64) float acc[kGroupHeads * kMaxHeadDim];
-  alignas(64) float p[kMaxBlock];
-  float max[kGroupHeads], sum[kGroupHeads];
+  alignas(64) float p[kGroupHeads][kMaxBlock];
+  const E* krow[kMaxBlock];
+  const E* vrow[kMaxBlock];
+  float max[kGroupHeads], sum[kGroupHeads], corr[kGroupHeads];
   for (int64_t i = 0; i < nh; ++i) {
     max[i] = -INFINITY;
     sum[i] = 0.0f;
@@ -169,36 +267,54 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
   }
   const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
-    nb = kv.Run(j0, end - j0 < block ? end - j0 : block);
-    const E* kb = kv.k + kv.Row(j0) * kv.stride;
-    const E* vb = kv.v + kv.Row(j0) * kv.stride;
-    // The next run's K and V rows: a paged cache jumps between blocks, and
-    // the slices of a row are short strided streams the hardware prefetcher
-    // picks up late. One run ahead hides the DRAM latency.
-    const int64_t j1 = j0 + nb;
-    if (j1 < end) {
-      const int64_t n1 = kv.Run(j1, end - j1 < block ? end - j1 : block);
-      const char* k1 = reinterpret_cast<const char*>(kv.k + kv.Row(j1) * kv.stride);
-      const char* v1 = reinterpret_cast<const char*>(kv.v + kv.Row(j1) * kv.stride);
-      const int64_t stride_bytes = kv.stride * static_cast<int64_t>(sizeof(E));
-      for (int64_t r = 0; r < n1; ++r) {
-        for (int64_t b = 0; b < row_bytes; b += 64) {
-          _mm_prefetch(k1 + r * stride_bytes + b, _MM_HINT_T0);
-          _mm_prefetch(v1 + r * stride_bytes + b, _MM_HINT_T0);
-        }
+    nb = end - j0 < block ? end - j0 : block;
+    for (int64_t r = 0; r < nb; ++r) {
+      const int64_t row = kv.Row(j0 + r);
+      krow[r] = kv.k + row * kv.stride;
+      vrow[r] = kv.v + row * kv.stride;
+    }
+    // The next block's K and V rows: a paged cache jumps between pages,
+    // and the slices of a row are short strided streams the hardware
+    // prefetcher picks up late. One block ahead hides the DRAM latency.
+    const int64_t j1 = j0 + nb, n1 = end - j1 < block ? end - j1 : block;
+    for (int64_t r = 0; r < n1; ++r) {
+      const int64_t row = kv.Row(j1 + r);
+      const char* k1 = reinterpret_cast<const char*>(kv.k + row * kv.stride);
+      const char* v1 = reinterpret_cast<const char*>(kv.v + row * kv.stride);
+      for (int64_t b = 0; b < row_bytes; b += 64) {
+        _mm_prefetch(k1 + b, _MM_HINT_T0);
+        _mm_prefetch(v1 + b, _MM_HINT_T0);
+      }
+    }
+    for (int64_t h0 = 0; h0 < nh; h0 += kFusedHeads) {
+      const int64_t hn = nh - h0 < kFusedHeads ? nh - h0 : kFusedHeads;
+      const float* qh = q_heads + h0 * head_dim;
+      switch (hn) {
+        case 1: GroupScores<V, 1>(p + h0, qh, krow, nb, head_dim, scale); break;
+        case 2: GroupScores<V, 2>(p + h0, qh, krow, nb, head_dim, scale); break;
+        case 3: GroupScores<V, 3>(p + h0, qh, krow, nb, head_dim, scale); break;
+        default: GroupScores<V, 4>(p + h0, qh, krow, nb, head_dim, scale); break;
       }
     }
     for (int64_t i = 0; i < nh; ++i) {
-      AttentionScores<V>(p, q_heads + i * head_dim, kb, kv.stride, nb, head_dim, scale);
-      if (softcap > 0.0f) SoftCapT<V>(p, nb, softcap);
-      const float block_max = MaxOf<V>(p, nb);
+      if (softcap > 0.0f) SoftCapT<V>(p[i], nb, softcap);
+      const float block_max = MaxOf<V>(p[i], nb);
       const float new_max = block_max > max[i] ? block_max : max[i];
       // Rescales what was accumulated under the old max (exp(-inf) = 0 at
       // the first block, when acc is still zero).
-      const float corr = expf(max[i] - new_max);
+      corr[i] = expf(max[i] - new_max);
       max[i] = new_max;
-      sum[i] = sum[i] * corr + ExpShiftSum<V>(p, nb, new_max);
-      AccumulateRows<V>(acc + i * head_dim, corr, p, vb, kv.stride, nb, head_dim);
+      sum[i] = sum[i] * corr[i] + ExpShiftSum<V>(p[i], nb, new_max);
+    }
+    for (int64_t h0 = 0; h0 < nh; h0 += kFusedHeads) {
+      const int64_t hn = nh - h0 < kFusedHeads ? nh - h0 : kFusedHeads;
+      float* ah = acc + h0 * head_dim;
+      switch (hn) {
+        case 1: GroupAccumulateAll<V, 1>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
+        case 2: GroupAccumulateAll<V, 2>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
+        case 3: GroupAccumulateAll<V, 3>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
+        default: GroupAccumulateAll<V, 4>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
+      }
     }
   }
   for (int64_t i = 0; i < nh; ++i) {

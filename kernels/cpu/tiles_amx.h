@@ -23,6 +23,7 @@
 #pragma once
 
 constexpr int kAmxTokens = 16;      // A rows: tokens per tile multiply
+constexpr int kAmxAhead = 3;       // blocks multiplied ahead of the float chain
 constexpr int kAmxMinTokens = 12;   // below, vpdpbusd is faster (8 tokens: 35 vs 43 us, 1536 x 576 Q4_1)
 
 // Tile registers: tmm0 C (16 tokens x 16 rows, int32), tmm1 A (16 tokens
@@ -147,15 +148,20 @@ template <typename U, int C>
 void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, const TokenBlocks& x, int64_t row0,
                int lo, int hi, int64_t tok0, int64_t n_tokens, const uint8_t* next_tile) {
   const int64_t n_blocks = a.n_in / kQK;
-  alignas(64) int32_t c_buf[2][kAmxTokens * 16];
+  // A ring of C buffers, kAmxAhead blocks ahead of the chain: a tile store
+  // reaches the chain's loads only once it retires, so the multiply of a
+  // block is issued a few blocks before its chain step.
+  alignas(64) int32_t c_buf[kAmxAhead + 1][kAmxTokens * 16];
   __m512 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-  AmxBlock(0, a_tiles, rt.B(0), rt.neg_sum.data(), c_buf[0]);
+  for (int64_t j = 0; j < kAmxAhead && j < n_blocks; ++j) {
+    AmxBlock(j % 2 == 0 ? 0 : 3, a_tiles + j * 8, rt.B(j), rt.neg_sum.data() + j, c_buf[j]);
+  }
   for (int64_t j = 0; j < n_blocks; ++j) {
-    // The next block's multiply runs while this block's chain does.
-    if (j + 1 < n_blocks) {
-      AmxBlock((j + 1) % 2 == 0 ? 0 : 3, a_tiles + (j + 1) * 8, rt.B(j + 1), rt.neg_sum.data() + j + 1,
-               c_buf[(j + 1) % 2]);
+    const int64_t ahead = j + kAmxAhead;
+    if (ahead < n_blocks) {
+      AmxBlock(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), rt.neg_sum.data() + ahead,
+               c_buf[ahead % (kAmxAhead + 1)]);
     }
     // The next tile's record j: its preparation would otherwise wait on
     // memory (a prefetch past the matrix is harmless).
@@ -164,7 +170,7 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
         _mm_prefetch(reinterpret_cast<const char*>(next_tile + j * Packed<U>::kRecord + b), _MM_HINT_T0);
       }
     }
-    const int32_t* sums = c_buf[j % 2];
+    const int32_t* sums = c_buf[j % (kAmxAhead + 1)];
     const __m512 dw = _mm512_load_ps(rt.d[static_cast<size_t>(j)].b);
     const __m512 mw = U::kAffine ? _mm512_load_ps(rt.m[static_cast<size_t>(j)].b) : _mm512_setzero_ps();
     for (int c = 0; c < C; ++c) {
