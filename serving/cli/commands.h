@@ -49,6 +49,35 @@ struct BenchServeFlags {
   uint64_t seed = 1;
 };
 
+struct ServeFlags {
+  std::string data_dir = "atrium-data";
+  std::string host = "0.0.0.0";
+  int port = 50051;          // 0: a free port
+  int metrics_port = 9464;   // 0: a free port; -1: no metrics endpoint
+  std::string worker_binary;  // empty: atrium-worker next to atrium
+  int64_t kv_mib = 256;
+  int64_t budget_mib = 4096;
+  double idle_timeout = 600;   // seconds a worker may idle before it is stopped
+  double drain_timeout = 30;   // seconds in-flight calls may take after SIGTERM
+  int64_t max_message_mib = 16;
+  int64_t max_prompt_kib = 1024;
+};
+
+struct AdminFlags {
+  std::string address = "localhost:50051";
+  std::string key;  // the admin key; else $ATRIUM_API_KEY, else --key-file
+  std::string key_file = "atrium-data/admin.key";
+  double timeout = 30;  // seconds per call
+  // The subcommand's arguments.
+  std::string tenant;  // create-tenant, create-key, set-quota, list-keys, get-quota: "acme" or "tenants/acme"
+  std::string display_name;
+  std::string key_name;  // revoke-key: "tenants/acme/apiKeys/key-..."
+  int64_t requests_per_minute = -1;  // set-quota: -1 leaves it unchanged
+  int64_t tokens_per_minute = -1;
+  int64_t concurrent_streams = -1;
+  int32_t page_size = 0;
+};
+
 // A model loaded for a command: weights, tokenizer, where it came from.
 struct Loaded {
   std::unique_ptr<Model> model;
@@ -67,5 +96,11 @@ int RunGenerate(const CommonFlags& common, GenerateFlags flags);
 int RunChat(const CommonFlags& common, GenerateFlags flags);
 int RunBench(const CommonFlags& common, const BenchFlags& flags);
 int RunBenchServe(const CommonFlags& common, const BenchServeFlags& flags);
+// The gateway (serving/gateway): serves until SIGTERM or SIGINT, then drains.
+int RunServe(const CommonFlags& common, const ServeFlags& flags);
+// `atrium admin <command>`: one Admin API call with the admin key; prints
+// the answer as JSON. command: create-tenant, create-key, revoke-key,
+// set-quota, get-quota, list-tenants, list-keys.
+int RunAdmin(const std::string& command, const AdminFlags& flags);
 
 }  // namespace atrium::cli

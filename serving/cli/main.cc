@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
       "  atrium models                         list installed models\n"
       "  atrium generate --prompt \"Once upon a time\" --max-tokens 64\n"
       "  atrium generate -m gemma-3-270m --chat --prompt \"What is 2+2?\" --temperature 0\n"
-      "  atrium chat -m smollm2-135m-instruct  talk to a model\n"};
+      "  atrium chat -m smollm2-135m-instruct  talk to a model\n"
+      "  atrium serve                          serve them over gRPC (the model plaza)\n"};
   app.require_subcommand(1);
   app.fallthrough();  // --threads and --models-dir also work after the subcommand
   app.set_help_all_flag("--help-all", "Help for every subcommand");
@@ -127,6 +128,77 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   bench_serve->add_option("--seed", serve_flags.seed, "Seed of the length draws")->capture_default_str();
 
+  atrium::cli::ServeFlags serve_run_flags;
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Serve the installed models over gRPC (the model plaza): ModelPlaza, Inference and Admin,\n"
+      "with health checks, reflection and Prometheus metrics. Each tenant's calls run in its own\n"
+      "atrium-worker process, started on demand. The first run creates the data directory, the\n"
+      "operator tenant and an admin key (printed once, and written to <data-dir>/admin.key).\n"
+      "SIGTERM or Ctrl-C drains: no new calls, those in flight may finish, then it exits.\n"
+      "  atrium serve\n"
+      "  atrium serve --port 8443 --data-dir /var/lib/atrium -t 4");
+  serve->add_option("--data-dir", serve_run_flags.data_dir, "Tenants, keys, audit log (SQLite) and worker logs")
+      ->capture_default_str();
+  serve->add_option("--host", serve_run_flags.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", serve_run_flags.port, "gRPC port (0: a free one)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  serve->add_option("--metrics-port", serve_run_flags.metrics_port,
+                    "Prometheus /metrics port (0: a free one, -1: none)")
+      ->capture_default_str()->check(CLI::Range(-1, 65535));
+  serve->add_option("--worker-binary", serve_run_flags.worker_binary, "atrium-worker (default: next to atrium)");
+  serve->add_option("--kv-mib", serve_run_flags.kv_mib, "Paged KV pool per resident model per worker, MiB")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  serve->add_option("--budget-mib", serve_run_flags.budget_mib, "Memory for resident models per worker, MiB")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  serve->add_option("--idle-timeout", serve_run_flags.idle_timeout,
+                    "Seconds a worker may go without calls before it is stopped (0: never)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e9));
+  serve->add_option("--drain-timeout", serve_run_flags.drain_timeout,
+                    "On SIGTERM, seconds the calls in flight may take")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  serve->add_option("--max-message-mib", serve_run_flags.max_message_mib,
+                    "Largest request message (larger: RESOURCE_EXHAUSTED), MiB")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 10));
+  serve->add_option("--max-prompt-kib", serve_run_flags.max_prompt_kib,
+                    "Longest prompt or chat (longer: INVALID_ARGUMENT), KiB")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+
+  atrium::cli::AdminFlags admin_flags;
+  CLI::App* admin = app.add_subcommand(
+      "admin",
+      "Administer a running `atrium serve` through its Admin API (answers print as JSON).\n"
+      "  atrium admin create-tenant acme\n"
+      "  atrium admin create-key acme                  (prints the new key's secret, once)\n"
+      "  atrium admin set-quota acme --requests-per-minute 60 --tokens-per-minute 100000\n"
+      "  atrium admin revoke-key tenants/acme/apiKeys/key-0123456789ab\n"
+      "  atrium admin list-tenants");
+  admin->require_subcommand(1);
+  admin->add_option("--address", admin_flags.address, "The server's gRPC address")->capture_default_str();
+  admin->add_option("--key", admin_flags.key, "Admin API key (default: $ATRIUM_API_KEY, else --key-file)");
+  admin->add_option("--key-file", admin_flags.key_file, "File holding the admin key")->capture_default_str();
+  admin->add_option("--timeout", admin_flags.timeout, "Seconds to wait for the answer")->capture_default_str();
+  CLI::App* create_tenant = admin->add_subcommand("create-tenant", "Create a tenant: [a-z][a-z0-9-]*");
+  create_tenant->add_option("tenant", admin_flags.tenant, "Tenant id (\"acme\")")->required();
+  create_tenant->add_option("--display-name", admin_flags.display_name, "Human-readable name");
+  CLI::App* create_key = admin->add_subcommand("create-key", "Issue an API key for a tenant");
+  create_key->add_option("tenant", admin_flags.tenant, "Tenant (\"acme\" or \"tenants/acme\")")->required();
+  create_key->add_option("--display-name", admin_flags.display_name, "What the key is for");
+  CLI::App* revoke_key = admin->add_subcommand("revoke-key", "Revoke an API key: it stops working at once");
+  revoke_key->add_option("name", admin_flags.key_name, "\"tenants/<tenant>/apiKeys/<key>\"")->required();
+  CLI::App* set_quota = admin->add_subcommand("set-quota", "Set a tenant's limits (0 = unlimited; others unchanged)");
+  set_quota->add_option("tenant", admin_flags.tenant, "Tenant")->required();
+  set_quota->add_option("--requests-per-minute", admin_flags.requests_per_minute, "Inference calls per minute");
+  set_quota->add_option("--tokens-per-minute", admin_flags.tokens_per_minute, "Prompt + generated tokens per minute");
+  set_quota->add_option("--concurrent-streams", admin_flags.concurrent_streams, "Generate/Chat calls open at once");
+  CLI::App* get_quota = admin->add_subcommand("get-quota", "Show a tenant's limits");
+  get_quota->add_option("tenant", admin_flags.tenant, "Tenant")->required();
+  CLI::App* list_tenants = admin->add_subcommand("list-tenants", "List tenants");
+  list_tenants->add_option("--page-size", admin_flags.page_size, "At most this many (default 50, max 1000)");
+  CLI::App* list_keys = admin->add_subcommand("list-keys", "List a tenant's API keys");
+  list_keys->add_option("tenant", admin_flags.tenant, "Tenant")->required();
+  list_keys->add_option("--page-size", admin_flags.page_size, "At most this many (default 50, max 1000)");
+
   CLI11_PARSE(app, argc, argv);
   if (models->parsed()) return atrium::cli::RunModels(common, models_flags);
   if (generate->parsed()) return atrium::cli::RunGenerate(common, gen_flags);
@@ -135,6 +207,10 @@ int main(int argc, char** argv) {
   if (bench_serve->parsed()) {
     if (bench_serve->count("--duration") > 0 && bench_serve->count("--requests") == 0) serve_flags.requests = 0;
     return atrium::cli::RunBenchServe(common, serve_flags);
+  }
+  if (serve->parsed()) return atrium::cli::RunServe(common, serve_run_flags);
+  if (admin->parsed()) {
+    for (CLI::App* sub : admin->get_subcommands()) return atrium::cli::RunAdmin(sub->get_name(), admin_flags);
   }
   return 2;
 }

@@ -1,0 +1,132 @@
+// `atrium admin ...`: the Admin API over gRPC, with the admin key.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include "atrium/v1/admin.grpc.pb.h"
+#include "serving/cli/commands.h"
+
+namespace atrium::cli {
+namespace {
+
+// "acme" or "tenants/acme" -> "tenants/acme".
+std::string TenantName(const std::string& tenant) {
+  return tenant.rfind("tenants/", 0) == 0 ? tenant : "tenants/" + tenant;
+}
+
+StatusOr<std::string> AdminKey(const AdminFlags& f) {
+  if (!f.key.empty()) return f.key;
+  if (const char* env = std::getenv("ATRIUM_API_KEY"); env != nullptr && *env != '\0') return std::string(env);
+  std::ifstream in(f.key_file);
+  std::string key;
+  if (!in || !(in >> key) || key.empty()) {
+    return FailedPrecondition("no admin key: pass --key, set $ATRIUM_API_KEY, or --key-file (" + f.key_file +
+                              " cannot be read; `atrium serve` writes it on its first run)");
+  }
+  return key;
+}
+
+int Print(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, o);
+  std::fputs(json.c_str(), stdout);
+  return 0;
+}
+
+int Failed(const grpc::Status& s) {
+  std::fprintf(stderr, "atrium admin: %s: %s\n", std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))).c_str(),
+               s.error_message().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunAdmin(const std::string& command, const AdminFlags& f) {
+  StatusOr<std::string> key = AdminKey(f);
+  if (!key.ok()) return Fail(key.status());
+  auto channel = grpc::CreateChannel(f.address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Admin::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + *key);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(f.timeout * 1000)));
+  grpc::Status s;
+  if (command == "create-tenant") {
+    v1::CreateTenantRequest req;
+    req.set_tenant_id(f.tenant.rfind("tenants/", 0) == 0 ? f.tenant.substr(8) : f.tenant);
+    req.mutable_tenant()->set_display_name(f.display_name);
+    v1::Tenant out;
+    s = stub->CreateTenant(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "create-key") {
+    v1::CreateApiKeyRequest req;
+    req.set_parent(TenantName(f.tenant));
+    req.mutable_api_key()->set_display_name(f.display_name);
+    v1::CreateApiKeyResponse out;
+    s = stub->CreateApiKey(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "revoke-key") {
+    v1::RevokeApiKeyRequest req;
+    req.set_name(f.key_name);
+    v1::ApiKey out;
+    s = stub->RevokeApiKey(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "set-quota") {
+    v1::SetQuotaRequest req;
+    req.mutable_quota()->set_name(TenantName(f.tenant) + "/quota");
+    if (f.requests_per_minute >= 0) {
+      req.mutable_quota()->set_requests_per_minute(static_cast<int32_t>(f.requests_per_minute));
+      req.mutable_update_mask()->add_paths("requests_per_minute");
+    }
+    if (f.tokens_per_minute >= 0) {
+      req.mutable_quota()->set_tokens_per_minute(f.tokens_per_minute);
+      req.mutable_update_mask()->add_paths("tokens_per_minute");
+    }
+    if (f.concurrent_streams >= 0) {
+      req.mutable_quota()->set_concurrent_streams(static_cast<int32_t>(f.concurrent_streams));
+      req.mutable_update_mask()->add_paths("concurrent_streams");
+    }
+    if (req.update_mask().paths().empty()) {
+      return Fail(InvalidArgument(
+          "set-quota: give at least one of --requests-per-minute, --tokens-per-minute, --concurrent-streams (0 = "
+          "unlimited)"));
+    }
+    v1::Quota out;
+    s = stub->SetQuota(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "get-quota") {
+    v1::GetQuotaRequest req;
+    req.set_name(TenantName(f.tenant) + "/quota");
+    v1::Quota out;
+    s = stub->GetQuota(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "list-tenants") {
+    v1::ListTenantsRequest req;
+    req.set_page_size(f.page_size);
+    v1::ListTenantsResponse out;
+    s = stub->ListTenants(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  if (command == "list-keys") {
+    v1::ListApiKeysRequest req;
+    req.set_parent(TenantName(f.tenant));
+    req.set_page_size(f.page_size);
+    v1::ListApiKeysResponse out;
+    s = stub->ListApiKeys(&ctx, req, &out);
+    return s.ok() ? Print(out) : Failed(s);
+  }
+  return Fail(InvalidArgument("unknown admin command '" + command + "'"));
+}
+
+}  // namespace atrium::cli

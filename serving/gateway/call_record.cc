@@ -1,0 +1,77 @@
+#include "serving/gateway/call_record.h"
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include "serving/gateway/errors.h"
+
+namespace atrium::gateway {
+namespace {
+
+int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double Seconds(CallRecord::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+CallRecord::CallRecord(const CallSinks& sinks, std::string method)
+    : sinks_(sinks), method_(std::move(method)), start_unix_ms_(UnixMs()) {}
+
+void CallRecord::set_principal(const Principal& principal) {
+  tenant_id_ = principal.tenant_id;
+  key_id_ = principal.key_id;
+}
+
+void CallRecord::TokensArrived(int n) {
+  if (n <= 0) return;
+  const Clock::time_point now = Clock::now();
+  completion_tokens_ += n;
+  if (sinks_.metrics != nullptr) {
+    if (!first_token_seen_) {
+      sinks_.metrics->ObserveTtft(model_, Seconds(now - start_));
+      // Tokens that came with the first one share its message: no gap.
+      if (n > 1) sinks_.metrics->ObserveInterToken(model_, 0.0, n - 1);
+    } else {
+      sinks_.metrics->ObserveInterToken(model_, Seconds(now - last_token_), n);
+    }
+  }
+  first_token_seen_ = true;
+  last_token_ = now;
+}
+
+void CallRecord::Finish(const grpc::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  const Clock::duration latency = Clock::now() - start_;
+  if (sinks_.metrics != nullptr) {
+    sinks_.metrics->CountRequest(method_, std::string(GrpcCodeName(status.error_code())));
+    if (!model_.empty()) sinks_.metrics->CountTokens(model_, prompt_tokens_, completion_tokens_);
+    if (generation_ && status.ok()) sinks_.metrics->ObserveE2e(model_, Seconds(latency));
+  }
+  if (sinks_.audit != nullptr) {
+    AuditRecord r;
+    r.time_ms = start_unix_ms_;
+    r.tenant_id = tenant_id_;
+    r.key_id = key_id_;
+    r.method = method_;
+    r.model = model_;
+    r.prompt_tokens = prompt_tokens_;
+    r.completion_tokens = completion_tokens_;
+    r.code = static_cast<StatusCode>(static_cast<int>(status.error_code()));
+    r.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(latency).count();
+    sinks_.audit->Add(std::move(r));
+  }
+}
+
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, CallRecord& record,
+                                      const grpc::Status& status) {
+  record.Finish(status);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace atrium::gateway

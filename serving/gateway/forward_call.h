@@ -1,0 +1,109 @@
+// Tokenize, Detokenize and CountTokens through the gateway: admitted like
+// every Inference call (inference_call.h), then forwarded to the tenant's
+// worker as one asynchronous unary call whose answer is the client's answer
+// (the public messages are the worker's, so nothing is translated). A
+// client cancel cancels the worker call; the client's deadline bounds it.
+//
+// These calls hold no stream slot (concurrent_streams counts Generate and
+// Chat), but a tenant at its stream limit is refused them too, as the quota
+// limiter admits every call the same way. No tokens are charged: nothing
+// is generated.
+#pragma once
+
+#include <functional>
+#include <mutex>
+
+#include <grpcpp/support/server_callback.h>
+
+#include "serving/gateway/errors.h"
+#include "serving/gateway/inference_call.h"
+
+namespace atrium::gateway {
+
+template <typename Request, typename Response>
+class ForwardCall final : public InferenceCall, public grpc::ServerUnaryReactor {
+ public:
+  // stub->async()->Tokenize(ctx, request, response, done).
+  using StartFn = std::function<void(internal::Worker::Stub*, grpc::ClientContext*, const Request*, Response*,
+                                     std::function<void(grpc::Status)>)>;
+
+  static grpc::ServerUnaryReactor* Start(const InferenceDeps& deps, grpc::CallbackServerContext* ctx,
+                                         std::string method, const std::string& model,
+                                         const std::function<rpc::ApiError()>& validate, const Request* request,
+                                         Response* response, StartFn start) {
+    auto* call = new ForwardCall(deps, ctx, std::move(method), request, response, std::move(start));
+    const grpc::Status admitted = call->Admit(model, validate, /*stream=*/false);
+    if (!admitted.ok()) {
+      call->Complete(admitted);
+      return call;
+    }
+    call->permit_.Release();  // not a stream
+    deps.workers->Acquire(call->principal_.tenant_id,
+                          [call](StatusOr<WorkerLease> lease) { call->OnWorker(std::move(lease)); });
+    return call;
+  }
+
+  void OnCancel() override {
+    bool started = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      started = started_;
+    }
+    if (started) worker_ctx_.TryCancel();
+  }
+
+  void OnDone() override {
+    Finalize(sent_);
+    Unref();
+  }
+
+ private:
+  ForwardCall(const InferenceDeps& deps, grpc::CallbackServerContext* ctx, std::string method, const Request* request,
+              Response* response, StartFn start)
+      : InferenceCall(deps, ctx, std::move(method)), request_(request), response_(response), start_(std::move(start)) {}
+
+  void OnWorker(StatusOr<WorkerLease> lease) {
+    if (!lease.ok()) return Complete(WorkerStartError(lease.status()));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) {
+        lease.value().Release();
+        return Complete(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled before it reached a worker"));
+      }
+      lease_ = std::move(*lease);
+    }
+    worker_ctx_.set_deadline(ctx_->deadline());
+    Ref();  // the worker call's, dropped when it completes
+    Ref();  // ours: the whole call may end before this function does
+    start_(lease_->stub(), &worker_ctx_, request_, response_, [this](grpc::Status status) {
+      Complete(MapWorkerStatus(status, lease_->tenant()));
+      Unref();
+    });
+    bool cancel = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      started_ = true;
+      cancel = cancelled_;
+    }
+    if (cancel) worker_ctx_.TryCancel();
+    Unref();
+  }
+
+  void Complete(const grpc::Status& status) {
+    sent_ = status;
+    if (!status.ok()) response_->Clear();
+    Finish(status);
+  }
+
+  const Request* const request_;
+  Response* const response_;
+  const StartFn start_;
+  grpc::ClientContext worker_ctx_;
+  std::mutex mu_;
+  bool cancelled_ = false;
+  bool started_ = false;
+  grpc::Status sent_;
+};
+
+}  // namespace atrium::gateway

@@ -1,0 +1,73 @@
+#include "serving/gateway/inference_call.h"
+
+#include "serving/gateway/auth.h"
+#include "serving/gateway/errors.h"
+
+namespace atrium::gateway {
+
+InferenceCall::InferenceCall(const InferenceDeps& deps, grpc::CallbackServerContext* ctx, std::string method)
+    : deps_(deps), ctx_(ctx), record_(deps.sinks, std::move(method)) {}
+
+InferenceCall::~InferenceCall() = default;
+
+void InferenceCall::Unref() {
+  if (refs_.fetch_sub(1) == 1) delete this;
+}
+
+grpc::Status InferenceCall::Admit(const std::string& model, const std::function<rpc::ApiError()>& validate,
+                                  bool stream) {
+  if (!deps_.gate->Enter()) {
+    rpc::ApiError e = rpc::WithReason(Unavailable("the server is shutting down and admits no new calls; retry "
+                                                  "on another replica or after the restart"),
+                                      "SERVER_DRAINING");
+    e.retry_delay = std::chrono::seconds(1);
+    return rpc::ToGrpc(e);
+  }
+  entered_gate_ = true;
+  rpc::ApiError error;
+  StatusOr<Principal> principal = Authenticate(*deps_.store, ctx_->client_metadata(), &error);
+  if (!principal.ok()) return rpc::ToGrpc(error);
+  principal_ = *principal;
+  record_.set_principal(principal_);
+  StatusOr<worker::ModelInfo> info = deps_.models->Find(model, "model", &error);
+  if (!info.ok()) return rpc::ToGrpc(error);
+  record_.set_model(info->model.name());
+  if (rpc::ApiError e = validate(); !e.ok()) return rpc::ToGrpc(e);
+  Admission admission = deps_.quota->Admit(principal_.tenant_id, principal_.quota);
+  if (!admission.status.ok()) {
+    if (deps_.sinks.metrics != nullptr) deps_.sinks.metrics->CountQuotaRejection(principal_.tenant_id);
+    return QuotaExceededError(principal_.tenant_id, admission);
+  }
+  permit_ = std::move(admission.permit);
+  stream_ = stream;
+  record_.set_generation(stream);
+  if (stream_ && deps_.sinks.metrics != nullptr) deps_.sinks.metrics->StreamStarted();
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceCall::WorkerStartError(const Status& status) {
+  rpc::ApiError e = rpc::WithReason(status, "WORKER_START_FAILED");
+  e.retry_delay = kWorkerRestartRetry;
+  return rpc::ToGrpc(e);
+}
+
+void InferenceCall::Finalize(const grpc::Status& status) {
+  record_.Finish(status);
+  const int64_t tokens = record_.prompt_tokens() + record_.completion_tokens();
+  if (tokens > 0 && !principal_.tenant_id.empty()) {
+    // Charged after the call, whatever its end: the worker did the work.
+    if (permit_.holds_slot()) {
+      permit_.ChargeTokens(tokens);
+    } else {
+      deps_.quota->ChargeTokens(principal_.tenant_id, tokens);
+    }
+  }
+  permit_.Release();
+  lease_.Release();
+  if (stream_ && deps_.sinks.metrics != nullptr) deps_.sinks.metrics->StreamEnded();
+  stream_ = false;
+  if (entered_gate_) deps_.gate->Leave();
+  entered_gate_ = false;
+}
+
+}  // namespace atrium::gateway
