@@ -145,14 +145,17 @@ inline void AmxBlock(int set, const Line* a_tile, const Line* b_tile, const Line
 // C tokens (tok0.., C a multiple of 4, at most 16) against one prepared row
 // tile; rows [lo, hi) of the tile and tokens below n_tokens are stored.
 template <typename U, int C>
-void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, const TokenBlocks& x, int64_t row0,
-               int lo, int hi, int64_t tok0, int64_t n_tokens, const uint8_t* next_tile) {
+void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, const float* xd, const float* xs,
+               int64_t row0, int lo, int hi, int64_t tok0, int64_t n_tokens, const uint8_t* next_tile) {
   const int64_t n_blocks = a.n_in / kQK;
   // A ring of C buffers, kAmxAhead blocks ahead of the chain: a tile store
   // reaches the chain's loads only once it retires, so the multiply of a
   // block is issued a few blocks before its chain step.
   alignas(64) int32_t c_buf[kAmxAhead + 1][kAmxTokens * 16];
+  // Fully unrolled, so that acc stays in registers (a rolled loop keeps
+  // the array on the stack: a store per token and block).
   __m512 acc[C];
+#pragma GCC unroll 16
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t j = 0; j < kAmxAhead && j < n_blocks; ++j) {
     AmxBlock(j % 2 == 0 ? 0 : 3, a_tiles + j * 8, rt.B(j), rt.neg_sum.data() + j, c_buf[j]);
@@ -173,13 +176,18 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
     const int32_t* sums = c_buf[j % (kAmxAhead + 1)];
     const __m512 dw = _mm512_load_ps(rt.d[static_cast<size_t>(j)].b);
     const __m512 mw = U::kAffine ? _mm512_load_ps(rt.m[static_cast<size_t>(j)].b) : _mm512_setzero_ps();
+    const float* dx = xd + j * kAmxTokens;  // the tokens' scales at constant offsets: no pointer per token
+    const float* sx = U::kAffine ? xs + j * kAmxTokens : nullptr;
+#pragma GCC unroll 16
     for (int c = 0; c < C; ++c) {
-      const int64_t i = (tok0 + c) * n_blocks + j;
-      acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_load_si512(sums + 16 * c), dw, mw, x.d[i], U::kAffine ? x.s[i] : 0.0f);
+      acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_load_si512(sums + 16 * c), dw, mw, dx[c], U::kAffine ? sx[c] : 0.0f);
     }
   }
   const __mmask16 keep = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
-  for (int c = 0; c < C && tok0 + c < n_tokens; ++c) _mm512_mask_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, keep, acc[c]);
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) {
+    if (tok0 + c < n_tokens) _mm512_mask_storeu_ps(a.out + (tok0 + c) * a.ldo + row0, keep, acc[c]);
+  }
 }
 
 // Rows [row_begin, row_end) of a packed matrix for n_tokens tokens; small
@@ -191,12 +199,23 @@ void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, i
   thread_local TokenBlocks x;
   thread_local std::vector<Line> a_tiles;
   thread_local AmxRowTile rt;
+  thread_local std::vector<float> xd, xs;
   PrepareTokenBlocks<U>(a, n_tokens, x);
-  // The last group's padding tokens read scales too: zeros, never stored.
+  // The tokens' scales by [group][block][token], so the chain reads a
+  // group's sixteen at constant offsets; padding tokens get zeros, never
+  // stored.
   const int64_t n_blocks = a.n_in / kQK;
-  const int64_t padded = (n_tokens + kAmxTokens - 1) / kAmxTokens * kAmxTokens;
-  x.d.resize(static_cast<size_t>(padded * n_blocks), 0.0f);
-  if constexpr (U::kAffine) x.s.resize(static_cast<size_t>(padded * n_blocks), 0.0f);
+  const int64_t n_groups = (n_tokens + kAmxTokens - 1) / kAmxTokens;
+  xd.assign(static_cast<size_t>(n_groups * n_blocks * kAmxTokens), 0.0f);
+  xs.assign(U::kAffine ? xd.size() : 0, 0.0f);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t g = t / kAmxTokens, c = t % kAmxTokens;
+    for (int64_t j = 0; j < n_blocks; ++j) {
+      const size_t at = static_cast<size_t>((g * n_blocks + j) * kAmxTokens + c);
+      xd[at] = x.d[static_cast<size_t>(t * n_blocks + j)];
+      if constexpr (U::kAffine) xs[at] = x.s[static_cast<size_t>(t * n_blocks + j)];
+    }
+  }
   PrepareAmxTokens<U>(a, n_tokens, a_tiles);
   for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
     const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
@@ -205,12 +224,14 @@ void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, i
     PrepareAmxRowTile<U>(tile, a.n_in, rt);
     for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
       const Line* group = a_tiles.data() + t / kAmxTokens * n_blocks * 8;
+      const float* gd = xd.data() + t / kAmxTokens * n_blocks * kAmxTokens;
+      const float* gs = U::kAffine ? xs.data() + t / kAmxTokens * n_blocks * kAmxTokens : nullptr;
       const uint8_t* next = t == 0 ? tile + Packed<U>::TileBytes(a.n_in) : nullptr;
       switch ((std::min<int64_t>(n_tokens - t, kAmxTokens) + 3) / 4) {
-        case 1: AmxTokens<U, 4>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
-        case 2: AmxTokens<U, 8>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
-        case 3: AmxTokens<U, 12>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
-        default: AmxTokens<U, 16>(a, rt, group, x, r0, lo, hi, t, n_tokens, next); break;
+        case 1: AmxTokens<U, 4>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
+        case 2: AmxTokens<U, 8>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
+        case 3: AmxTokens<U, 12>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
+        default: AmxTokens<U, 16>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
       }
     }
   }
