@@ -68,6 +68,7 @@ struct Q32Pair {
   static constexpr int64_t kBlock = 64;  // a unit: two blocks
   static constexpr int64_t kWBytes = 2 * sizeof(BlockW);
   static constexpr bool kAffine = std::is_same_v<BlockX, BlockQ8_1>;
+  using WBlock = BlockW;
   // The 16-row tiles of tiles_avx512.h (quant_simd.h's Matmul hands them every call).
   using XBlock = BlockX;
   static constexpr int kSub = kQK;
@@ -304,62 +305,60 @@ struct Isa {
   static float HSum(__m512 v) { return avx512::HSum(v); }
 };
 
-int64_t PackedBytes(DType wtype, int64_t n_rows, int64_t n_in) {
-  if (n_in % kQK != 0) return 0;
+// Calls fn(U{}) for the weight type U of wtype among those with a packed
+// form; false for any other type.
+template <typename Fn>
+bool WithPackedType(DType wtype, Fn&& fn) {
   switch (wtype) {
-    case DType::kQ4_0: return Packed<Q4_0>::Bytes(n_rows, n_in);
-    case DType::kQ4_1: return Packed<Q4_1>::Bytes(n_rows, n_in);
-    case DType::kQ8_0: return Packed<Q8_0>::Bytes(n_rows, n_in);
-    default: return 0;
+    case DType::kQ4_0: fn(Q4_0{}); return true;
+    case DType::kQ4_1: fn(Q4_1{}); return true;
+    case DType::kQ8_0: fn(Q8_0{}); return true;
+    default: return false;
   }
 }
 
+int64_t PackedBytes(DType wtype, int64_t n_rows, int64_t n_in) {
+  int64_t bytes = 0;
+  if (n_in % kQK == 0) WithPackedType(wtype, [&](auto u) { bytes = Packed<decltype(u)>::Bytes(n_rows, n_in); });
+  return bytes;
+}
+
 void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t n_in) {
-  auto* d = static_cast<uint8_t*>(dst);
-  const auto* src = static_cast<const uint8_t*>(w);
-  switch (wtype) {
-    case DType::kQ4_0: return PackRows<Q4_0, BlockQ4_0>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
-    case DType::kQ4_1: return PackRows<Q4_1, BlockQ4_1>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
-    case DType::kQ8_0: return PackRows<Q8_0, BlockQ8_0>(d, src, n_rows, n_in, RowBytes(wtype, n_in));
-    default: ATRIUM_CHECK(false, "pack_rows: type %d has no packed form", static_cast<int>(wtype));
-  }
+  const bool packed = WithPackedType(wtype, [&](auto u) {
+    using U = decltype(u);
+    PackRows<U, typename U::WBlock>(static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(w), n_rows, n_in,
+                                    RowBytes(wtype, n_in));
+  });
+  ATRIUM_CHECK(packed, "pack_rows: type %d has no packed form", static_cast<int>(wtype));
 }
 
 #include "kernels/cpu/tiles_amx.h"
 
+// matmul_packed on the vpdpbusd tiles (kAmx = false) or on AMX tiles.
+template <bool kAmx>
 void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
                      int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
                      n_in, wtype};
-  switch (wtype) {
-    case DType::kQ4_0: return MatmulPacked<Q4_0>(a, n_tokens, row_begin, row_end);
-    case DType::kQ4_1: return MatmulPacked<Q4_1>(a, n_tokens, row_begin, row_end);
-    case DType::kQ8_0: return MatmulPacked<Q8_0>(a, n_tokens, row_begin, row_end);
-    default: ATRIUM_CHECK(false, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
-  }
-}
-
-void MatmulPackedAmxFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
-                        int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
-                     n_in, wtype};
-  switch (wtype) {
-    case DType::kQ4_0: return MatmulPackedAmx<Q4_0>(a, n_tokens, row_begin, row_end);
-    case DType::kQ4_1: return MatmulPackedAmx<Q4_1>(a, n_tokens, row_begin, row_end);
-    case DType::kQ8_0: return MatmulPackedAmx<Q8_0>(a, n_tokens, row_begin, row_end);
-    default: ATRIUM_CHECK(false, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
-  }
+  const bool done = WithPackedType(wtype, [&](auto u) {
+    if constexpr (kAmx) {
+      MatmulPackedAmx<decltype(u)>(a, n_tokens, row_begin, row_end);
+    } else {
+      MatmulPacked<decltype(u)>(a, n_tokens, row_begin, row_end);
+    }
+  });
+  ATRIUM_CHECK(done, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
 }
 
 }  // namespace
 
-void FillQuantAmx(CpuKernels& t) { t.matmul_packed = MatmulPackedAmxFor; }
+void FillQuantAmx(CpuKernels& t) { t.matmul_packed = MatmulPackedFor<true>; }
 
 void FillQuant(CpuKernels& t) {
   FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);
   t.packed_bytes = PackedBytes;
   t.pack_rows = PackRowsFor;
-  t.matmul_packed = MatmulPackedFor;
+  t.matmul_packed = MatmulPackedFor<false>;
 }
 
 }  // namespace atrium::kernels::avx512
