@@ -64,7 +64,9 @@ WorkerManager::WorkerManager(WorkerManagerOptions options, GatewayMetrics* metri
 }
 
 WorkerManager::~WorkerManager() {
-  Shutdown(std::chrono::milliseconds(0));
+  // A worker exits within milliseconds of its control channel closing; the
+  // grace only bounds a stuck one.
+  Shutdown(std::chrono::seconds(2));
   ::close(wake_fd_);
 }
 

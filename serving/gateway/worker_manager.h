@@ -89,7 +89,7 @@ class WorkerManager {
 
   // `metrics` may be null; it must outlive the manager.
   WorkerManager(WorkerManagerOptions options, GatewayMetrics* metrics);
-  ~WorkerManager();  // Shutdown(0)
+  ~WorkerManager();  // Shutdown(2 s)
   WorkerManager(const WorkerManager&) = delete;
   WorkerManager& operator=(const WorkerManager&) = delete;
 
