@@ -9,6 +9,7 @@
 
 #include "atrium/v1/admin.grpc.pb.h"
 #include "serving/cli/commands.h"
+#include "serving/gateway/sqlite_store.h"
 
 namespace atrium::cli {
 namespace {
@@ -46,9 +47,27 @@ int Failed(const grpc::Status& s) {
   return 1;
 }
 
+// The audit log has no API: it is read from the database file, which the
+// running server keeps in WAL mode, so reading it never blocks the server.
+int PrintAudit(const AdminFlags& f) {
+  StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(f.data_dir + "/atrium.db");
+  if (!store.ok()) return Fail(store.status());
+  gateway::AuditQuery q;
+  q.tenant_id = f.tenant.rfind("tenants/", 0) == 0 ? f.tenant.substr(8) : f.tenant;
+  q.page_size = gateway::kMaxPageSize;
+  for (;;) {
+    StatusOr<gateway::AuditPage> page = (*store)->Read(q);
+    if (!page.ok()) return Fail(page.status());
+    for (const gateway::AuditRecord& r : page->records) std::printf("%s\n", gateway::AuditRecordToJson(r).c_str());
+    if (page->next_page_token.empty()) return 0;
+    q.page_token = page->next_page_token;
+  }
+}
+
 }  // namespace
 
 int RunAdmin(const std::string& command, const AdminFlags& f) {
+  if (command == "audit") return PrintAudit(f);
   StatusOr<std::string> key = AdminKey(f);
   if (!key.ok()) return Fail(key.status());
   auto channel = grpc::CreateChannel(f.address, grpc::InsecureChannelCredentials());

@@ -76,6 +76,7 @@ struct AdminFlags {
   int64_t tokens_per_minute = -1;
   int64_t concurrent_streams = -1;
   int32_t page_size = 0;
+  std::string data_dir = "atrium-data";  // audit: read from the database there
 };
 
 // A model loaded for a command: weights, tokenizer, where it came from.
@@ -100,7 +101,8 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& flags);
 int RunServe(const CommonFlags& common, const ServeFlags& flags);
 // `atrium admin <command>`: one Admin API call with the admin key; prints
 // the answer as JSON. command: create-tenant, create-key, revoke-key,
-// set-quota, get-quota, list-tenants, list-keys.
+// set-quota, get-quota, list-tenants, list-keys; or audit, which reads the
+// audit log from the data directory (JSON lines).
 int RunAdmin(const std::string& command, const AdminFlags& flags);
 
 }  // namespace atrium::cli

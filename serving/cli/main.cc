@@ -172,7 +172,8 @@ int main(int argc, char** argv) {
       "  atrium admin create-key acme                  (prints the new key's secret, once)\n"
       "  atrium admin set-quota acme --requests-per-minute 60 --tokens-per-minute 100000\n"
       "  atrium admin revoke-key tenants/acme/apiKeys/key-0123456789ab\n"
-      "  atrium admin list-tenants");
+      "  atrium admin list-tenants\n"
+      "  atrium admin audit --tenant acme              (the audit log, from the data directory)");
   admin->require_subcommand(1);
   admin->add_option("--address", admin_flags.address, "The server's gRPC address")->capture_default_str();
   admin->add_option("--key", admin_flags.key, "Admin API key (default: $ATRIUM_API_KEY, else --key-file)");
@@ -198,6 +199,10 @@ int main(int argc, char** argv) {
   CLI::App* list_keys = admin->add_subcommand("list-keys", "List a tenant's API keys");
   list_keys->add_option("tenant", admin_flags.tenant, "Tenant")->required();
   list_keys->add_option("--page-size", admin_flags.page_size, "At most this many (default 50, max 1000)");
+  CLI::App* audit = admin->add_subcommand(
+      "audit", "Print the audit log as JSON lines, oldest first (read from --data-dir, no server needed)");
+  audit->add_option("--data-dir", admin_flags.data_dir, "The server's data directory")->capture_default_str();
+  audit->add_option("--tenant", admin_flags.tenant, "Only this tenant's calls");
 
   CLI11_PARSE(app, argc, argv);
   if (models->parsed()) return atrium::cli::RunModels(common, models_flags);

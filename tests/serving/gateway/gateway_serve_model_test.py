@@ -596,6 +596,12 @@ class GatewayTest(unittest.TestCase):
         e = self.call_error(s.plaza.ListModels, plaza_pb2.ListModelsRequest(), metadata=auth(key["secret"]),
                             timeout=10)
         self.assertEqual(e.code(), Code.UNAUTHENTICATED)
+        audit = subprocess.run([ATRIUM, "admin", "audit", "--data-dir", s.data, "--tenant", "cli-tenant"],
+                               check=True, capture_output=True, timeout=60).stdout.decode().splitlines()
+        records = [json.loads(line) for line in audit]
+        self.assertTrue(records)
+        self.assertTrue(all(r["tenant"] == "cli-tenant" for r in records), records)
+        self.assertIn("/atrium.v1.ModelPlaza/ListModels", [r["method"] for r in records])
         bad = subprocess.run([ATRIUM, "admin", "--address", s.address, "--key", self.acme, "list-tenants"],
                              capture_output=True, timeout=60)
         self.assertNotEqual(bad.returncode, 0)
