@@ -3,11 +3,18 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <new>
 
+#include "models/packed_cache.h"
+
 namespace atrium {
 namespace {
+
+// The packed layout (kernels/cpu/tiles_avx512.h, Packed<U>): a cache file
+// written for another layout never matches. Bump it when the layout changes.
+constexpr char kPackedFormat[] = "avx512-tiles16-v1";
 
 // The dtypes Forward can use for each kind of weight.
 bool IsMatrixType(DType t) {
@@ -122,7 +129,7 @@ Status Model::Bind(const LoadOptions& options) {
   uint64_t total = 0;
   for (const gguf::TensorInfo* t : used) total += t->n_bytes;
   TieAndCount(total);
-  uint64_t done = options.pack ? PackMatrices(total, options.progress) : 0;
+  uint64_t done = options.pack ? PackMatrices(total, options) : 0;
   if (options.prefetch) {
     // Touch one byte per page of what was not packed, in file order,
     // reporting progress per tensor (the progress bar limits how often it
@@ -141,44 +148,86 @@ Status Model::Bind(const LoadOptions& options) {
   return OkStatus();
 }
 
-uint64_t Model::PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress) {
+uint64_t Model::PackMatrices(uint64_t total, const LoadOptions& options) {
   const kernels::CpuKernels& k = kernels::Cpu();
-  ThreadPool pool;  // one per core, for the duration of the load
-  uint64_t done = 0;
+  // The matrices with a packed form and where each goes in one buffer (page
+  // aligned). The embedding table is read a row at a time through its own
+  // tensor, which keeps the file's layout; tied, the output matrix is
+  // another tensor over the same bytes and gets the packed copy.
+  struct Job {
+    Tensor* t;
+    int64_t offset;
+  };
+  std::vector<Job> jobs;
+  int64_t payload = 0;
   ForEachWeight(config_, weights_, [&](WeightRole role, int, Tensor& t) {
-    // The embedding table is read a row at a time through its own tensor,
-    // which keeps the file's layout; tied, the output matrix is another
-    // tensor over the same bytes and gets the packed copy. Rows the lookup
-    // reads after the pages are released fault back in from the file.
     if (role == WeightRole::kTokenEmbd || !t.defined() || t.ndim() != 2) return;
     const int64_t bytes = k.packed_bytes(t.dtype(), t.dim(0), t.dim(1));
     if (bytes <= 0) return;
-    void* buf = ::operator new(static_cast<size_t>(bytes), std::align_val_t{64});
-    // Tiles of 16 rows pack independently: split them over the cores (the
-    // gathers and the page faults of the new buffer are most of load time).
-    // A slice at a time, whose file pages are then given back (they are not
-    // read again, except rows an embedding lookup faults back in): resident
-    // memory stays about the file's size, never file + packed copy.
-    const int64_t rows = t.dim(0), tiles = (rows + 15) / 16, tile_bytes = k.packed_bytes(t.dtype(), 16, t.dim(1));
-    constexpr int64_t kSliceTiles = 256;
-    for (int64_t s0 = 0; s0 < tiles; s0 += kSliceTiles) {
-      const int64_t s1 = std::min(tiles, s0 + kSliceTiles);
-      pool.ParallelFor(s1 - s0, 1, [&](int64_t b, int64_t e, int) {
-        k.pack_rows(static_cast<uint8_t*>(buf) + (s0 + b) * tile_bytes, t.row((s0 + b) * 16), t.dtype(),
-                    std::min(rows, (s0 + e) * 16) - (s0 + b) * 16, t.dim(1));
-      });
-      const uintptr_t from = reinterpret_cast<uintptr_t>(t.row(s0 * 16));
-      const uintptr_t to = reinterpret_cast<uintptr_t>(t.raw()) + static_cast<uintptr_t>(std::min(rows, s1 * 16) * t.row_bytes());
-      const uintptr_t begin = (from + 4095) / 4096 * 4096, end = to / 4096 * 4096;
-      if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    }
-    t.set_packed(std::shared_ptr<const void>(buf, [](const void* p) {
-      ::operator delete(const_cast<void*>(p), std::align_val_t{64});
-    }));
-    packed_data_.insert(t.raw());
-    done += static_cast<uint64_t>(t.nbytes());
-    if (progress) progress(done, total);
+    jobs.push_back({&t, payload});
+    payload += (bytes + 4095) / 4096 * 4096;
   });
+  if (jobs.empty()) return 0;
+  ThreadPool pool;  // one per core, for the duration of the load
+  uint64_t done = 0;
+  auto pack_all = [&](uint8_t* base) {
+    for (const Job& job : jobs) {
+      const Tensor& t = *job.t;
+      uint8_t* dst = base + job.offset;
+      // Tiles of 16 rows pack independently: split them over the cores (the
+      // gathers and the page faults of the new buffer are most of load
+      // time). A slice at a time, whose file pages are then given back (they
+      // are not read again, except rows an embedding lookup faults back
+      // in): resident memory stays about the file's size.
+      const int64_t rows = t.dim(0), tiles = (rows + 15) / 16, tile_bytes = k.packed_bytes(t.dtype(), 16, t.dim(1));
+      constexpr int64_t kSliceTiles = 256;
+      for (int64_t s0 = 0; s0 < tiles; s0 += kSliceTiles) {
+        const int64_t s1 = std::min(tiles, s0 + kSliceTiles);
+        pool.ParallelFor(s1 - s0, 1, [&](int64_t b, int64_t e, int) {
+          k.pack_rows(dst + (s0 + b) * tile_bytes, t.row((s0 + b) * 16), t.dtype(),
+                      std::min(rows, (s0 + e) * 16) - (s0 + b) * 16, t.dim(1));
+        });
+        const uintptr_t from = reinterpret_cast<uintptr_t>(t.row(s0 * 16));
+        const uintptr_t to =
+            reinterpret_cast<uintptr_t>(t.raw()) + static_cast<uintptr_t>(std::min(rows, s1 * 16) * t.row_bytes());
+        const uintptr_t begin = (from + 4095) / 4096 * 4096, end = to / 4096 * 4096;
+        if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+      }
+      done += static_cast<uint64_t>(t.nbytes());
+      if (options.progress) options.progress(done, total);
+    }
+  };
+  std::shared_ptr<const uint8_t> storage;
+  if (!options.packed_cache_dir.empty() && file_ != nullptr) {
+    const std::string key = PackedCacheKey(file_->name(), kPackedFormat);
+    const std::string name = std::filesystem::path(file_->name()).filename().string() +
+                             StrFormat(".%016llx.packed", static_cast<unsigned long long>(std::hash<std::string>{}(key)));
+    StatusOr<PackedCacheMap> mapped = MapOrBuildPackedCache(options.packed_cache_dir, name, key, payload, pack_all);
+    if (mapped.ok()) {
+      storage = mapped->payload;
+      packed_cache_path_ = mapped->path;
+      if (!mapped->built) {
+        for (const Job& job : jobs) done += static_cast<uint64_t>(job.t->nbytes());
+        if (options.progress) options.progress(done, total);
+      }
+    } else {
+      // Slower to share, not wrong: the weights are packed privately.
+      std::fprintf(stderr, "atrium: %s; packing %s in private memory\n", mapped.status().message().c_str(),
+                   file_->name().c_str());
+      done = 0;
+    }
+  }
+  if (storage == nullptr) {
+    auto* buf = static_cast<uint8_t*>(::operator new(static_cast<size_t>(payload), std::align_val_t{4096}));
+    storage = std::shared_ptr<const uint8_t>(buf, [](const uint8_t* p) {
+      ::operator delete(const_cast<uint8_t*>(p), std::align_val_t{4096});
+    });
+    pack_all(buf);
+  }
+  for (const Job& job : jobs) {
+    job.t->set_packed(std::shared_ptr<const void>(storage, storage.get() + job.offset));
+    packed_data_.insert(job.t->raw());
+  }
   return done;
 }
 

@@ -32,6 +32,11 @@ struct LoadOptions {
   // The packed copy is private memory: processes that should share one
   // copy of the weights through the page cache pass false.
   bool pack = true;
+  // With pack: keep the packed matrices in a file under this directory and
+  // map it read-only (models/packed_cache.h), so processes loading the same
+  // model share one copy through the page cache; the first load writes it.
+  // Empty: packed into private memory.
+  std::string packed_cache_dir;
 };
 
 // One sequence's share of a batched Forward.
@@ -94,6 +99,9 @@ class Model {
     ATRIUM_CHECK(file_ != nullptr, "model was not loaded from a GGUF file");
     return *file_;
   }
+  // The packed-weight file the matrices are mapped from ("" when packed in
+  // private memory or not packed).
+  const std::string& packed_cache_path() const { return packed_cache_path_; }
   // Bytes of weights read per token (every matrix once): the decode floor's numerator.
   uint64_t weight_bytes() const { return weight_bytes_; }
 
@@ -123,8 +131,9 @@ class Model {
   // After binding: an absent output matrix is the embedding table (tied), and
   // weight_bytes_ is set from the bytes of the bound tensors.
   void TieAndCount(uint64_t bytes_read);
-  // Packs the matrices that have a packed form; returns their bytes.
-  uint64_t PackMatrices(uint64_t total, const std::function<void(uint64_t, uint64_t)>& progress);
+  // Packs the matrices that have a packed form (into options'
+  // packed_cache_dir when set); returns their bytes.
+  uint64_t PackMatrices(uint64_t total, const LoadOptions& options);
 
   ModelConfig config_;
   Weights weights_;
@@ -132,6 +141,7 @@ class Model {
   std::vector<std::shared_ptr<const void>> keepalive_;  // safetensors shards
   uint64_t weight_bytes_ = 0;
   std::unordered_set<const void*> packed_data_;  // file data of the packed matrices
+  std::string packed_cache_path_;                 // the mapped packed-weight file, if any
   std::mutex mu_;  // one Forward at a time (they share acts_)
   Activations acts_;
 };

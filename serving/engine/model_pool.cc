@@ -50,15 +50,17 @@ struct LoadedModel {
   std::unique_ptr<Engine> engine;
 };
 
-StatusOr<LoadedModel> LoadFiles(const std::string& path, const EngineOptions& options) {
+StatusOr<LoadedModel> LoadFiles(const std::string& path, const ModelPoolOptions& pool) {
   LoadedModel l;
-  ASSIGN_OR_RETURN(l.model, Model::Load(path));
+  LoadOptions load;
+  load.packed_cache_dir = pool.packed_cache_dir;
+  ASSIGN_OR_RETURN(l.model, Model::Load(path, load));
   if (!l.model->has_gguf()) {
     return Unimplemented(StrFormat("%s is a HF checkpoint directory; the pool reads the tokenizer from a GGUF file",
                                    path.c_str()));
   }
   ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
-  ASSIGN_OR_RETURN(l.engine, Engine::Create(*l.model, *l.tokenizer, options));
+  ASSIGN_OR_RETURN(l.engine, Engine::Create(*l.model, *l.tokenizer, pool.engine));
   return l;
 }
 
@@ -351,7 +353,7 @@ void ModelPool::Load(std::unique_lock<std::mutex>& lock, Entry& e, int64_t cost)
   const std::string name = e.name;
   const std::string path = e.path;
   lock.unlock();
-  StatusOr<LoadedModel> loaded = LoadFiles(path, options_.engine);
+  StatusOr<LoadedModel> loaded = LoadFiles(path, options_);
   lock.lock();
   std::vector<Ending> endings;
   if (!loaded.ok()) {

@@ -34,6 +34,10 @@ struct ModelPoolOptions {
   int64_t budget_bytes = int64_t{4} << 30;
   EngineOptions engine;    // every model's engine
   std::string models_dir;  // searched first for catalog names (see Catalog::SearchDirs)
+  // Packed weights in files here, mapped read-only and shared with every
+  // other process that loads the same model (LoadOptions::packed_cache_dir);
+  // empty: each load packs into private memory.
+  std::string packed_cache_dir;
 };
 
 struct ResidentModel {

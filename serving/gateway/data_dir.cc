@@ -46,6 +46,8 @@ StatusOr<DataDir> OpenDataDir(const std::string& path) {
   RETURN_IF_ERROR(MakeDir(d.path));
   d.log_dir = d.path + "/logs";
   RETURN_IF_ERROR(MakeDir(d.log_dir));
+  d.packed_dir = d.path + "/packed";
+  RETURN_IF_ERROR(MakeDir(d.packed_dir));
   d.admin_key_file = d.path + "/admin.key";
   ASSIGN_OR_RETURN(d.store, SqliteStore::Open(d.path + "/atrium.db"));
   ASSIGN_OR_RETURN(TenantPage page, d.store->ListTenants(1, ""));

@@ -24,6 +24,7 @@ struct DataDir {
   // Set on the first run only: the new admin key and where it was written.
   std::optional<IssuedKey> new_admin_key;
   std::string admin_key_file;  // <path>/admin.key
+  std::string packed_dir;      // <path>/packed: packed weights the workers share (models/packed_cache.h)
 };
 
 StatusOr<DataDir> OpenDataDir(const std::string& path);

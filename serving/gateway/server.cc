@@ -108,6 +108,9 @@ StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const GatewayOptio
   w.socket_dir = s.socket_dir;
   w.log_dir = s.data.log_dir;
   if (!o.models_dir.empty()) w.worker_args.insert(w.worker_args.end(), {"--models-dir", o.models_dir});
+  // Every tenant's worker maps the same packed weights read-only: one copy
+  // in the page cache, however many workers hold a model.
+  w.worker_args.insert(w.worker_args.end(), {"--packed-cache-dir", s.data.packed_dir});
   w.worker_args.insert(w.worker_args.end(),
                        {"--threads", std::to_string(o.worker_threads), "--kv-mib", std::to_string(o.worker_kv_mib),
                         "--budget-mib", std::to_string(o.worker_budget_mib), "--max-message-mib",

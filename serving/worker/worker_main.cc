@@ -45,6 +45,8 @@ void AddWorkerFlags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--socket", o.socket, "Unix socket path to listen on")->required();
   app.add_option("--tenant", o.tenant, "Tenant this worker serves (\"tenants/<id>\")")->capture_default_str();
   app.add_option("--models-dir", o.models_dir, "Extra directory of .gguf files, searched first");
+  app.add_option("--packed-cache-dir", o.packed_cache_dir,
+                 "Keep packed weights in files here, mapped read-only and shared by every worker (default: private)");
   app.add_option("-t,--threads", o.threads, "Compute threads (0: one per core)")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "Paged KV pool per resident model, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -92,6 +94,7 @@ int RunWorker(const WorkerOptions& o) {
   pool_options.engine.kv_budget_bytes = o.kv_mib << 20;
   pool_options.engine.max_queue = static_cast<size_t>(o.max_queue);
   pool_options.models_dir = o.models_dir;
+  pool_options.packed_cache_dir = o.packed_cache_dir;
   ModelPool pool(ctx, pool_options);
   WorkerService service(registry, pool, o.tenant);
 

@@ -16,6 +16,7 @@ struct WorkerOptions {
   std::string socket;                    // listen here (a Unix socket path); required
   std::string tenant = "tenants/default";  // prefix cache namespace, reported by Health
   std::string models_dir;                // searched first for models (see Catalog::SearchDirs)
+  std::string packed_cache_dir;          // shared packed-weight files (ModelPoolOptions); "": private
   int threads = 0;                       // compute threads (0: one per core)
   int64_t kv_mib = 256;                  // each resident model's paged KV pool
   int64_t budget_mib = 4096;             // resident models together (files + KV)

@@ -512,6 +512,27 @@ class GatewayTest(unittest.TestCase):
 
     # -- a worker killed during two tenants' streams -------------------------------
 
+    def test_workers_share_one_mapped_copy_of_the_packed_weights(self):
+        """Two tenants' workers map the same packed-weight file read-only
+        (one copy in the page cache), and the second did not write it."""
+        s = self.server
+        keys = [s.new_tenant("share-a"), s.new_tenant("share-b")]
+        for key in keys:
+            s.inference.GenerateUnary(inference_pb2.GenerateRequest(model=SMOL, prompt="Hi", config=greedy(1)),
+                                      metadata=auth(key), timeout=120)
+        packed_dir = os.path.join(s.data, "packed")
+        files = [f for f in os.listdir(packed_dir) if f.startswith(MODEL_FILES[SMOL]) and f.endswith(".packed")]
+        self.assertEqual(len(files), 1, os.listdir(packed_dir))
+        path = os.path.realpath(os.path.join(packed_dir, files[0]))
+        for tenant in ("share-a", "share-b"):
+            pids = s.worker_pids(tenant)
+            self.assertEqual(len(pids), 1, pids)
+            with open("/proc/%d/maps" % pids[0]) as f:
+                maps = [line.split() for line in f if line.rstrip().endswith(path)]
+            self.assertTrue(maps, "worker of %s does not map %s" % (tenant, path))
+            # Read-only, shared: "r--s".
+            self.assertTrue(all(m[1] == "r--s" for m in maps), maps)
+
     def test_kill_9_of_one_tenants_worker(self):
         s = self.server
         victim_key, other_key = s.new_tenant("victim"), s.new_tenant("bystander")
