@@ -97,8 +97,10 @@ StatusOr<ModelInfo> ModelRegistry::Find(std::string_view name, std::string_view 
   }
   constexpr std::string_view kPrefix = "models/";
   if (name.substr(0, kPrefix.size()) != kPrefix || !ValidId(name.substr(kPrefix.size()))) {
-    *error = rpc::BadField(f, "'" + ValidUtf8(name.substr(0, 200)) +
-                                  "' is not a model name; expected \"models/<id>\" with <id> of [a-z0-9._-]",
+    // (StrFormat: GCC 12 warns falsely about "'" + std::string&&.)
+    *error = rpc::BadField(f,
+                           StrFormat("'%s' is not a model name; expected \"models/<id>\" with <id> of [a-z0-9._-]",
+                                     ValidUtf8(name.substr(0, 200)).c_str()),
                            "INVALID_MODEL_NAME");
     return error->status;
   }
