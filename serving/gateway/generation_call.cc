@@ -135,50 +135,31 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* StreamingGenerationCall::Start(
 }
 
 void StreamingGenerationCall::Deliver(v1::GenerateResponse& message) {
-  MergeGenerateResponse(message, &pending_);
-  has_pending_ = true;
+  MergeGenerateResponse(message, writes_.pending());
 }
 
 void StreamingGenerationCall::Pump() {
-  enum class Action { kWrite, kWriteAndFinish, kFinish } action;
+  worker::StreamWrites::Action action;
   grpc::Status status;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (finish_started_ || writing_) return;
-    const bool write = has_pending_ && !write_failed_;
-    if (!write && !worker_done_) return;
-    if (write) {
-      writing_msg_.Swap(&pending_);
-      pending_.Clear();
-      has_pending_ = false;
-      writing_ = true;
-    }
-    if (worker_done_) {
-      finish_started_ = true;
+    action = writes_.Next(worker_done_);
+    if (action == worker::StreamWrites::Action::kNone) return;
+    if (action != worker::StreamWrites::Action::kWrite) {
       status = final_;
       sent_ = status;
     }
-    action = !worker_done_ ? Action::kWrite : write ? Action::kWriteAndFinish : Action::kFinish;
   }
   // Outside the lock: a reaction may run before these return.
-  switch (action) {
-    case Action::kWrite: StartWrite(&writing_msg_); break;
-    case Action::kWriteAndFinish: StartWriteAndFinish(&writing_msg_, grpc::WriteOptions(), status); break;
-    case Action::kFinish: Finish(status); break;
-  }
+  writes_.Perform(action, this, status);
 }
 
 void StreamingGenerationCall::OnWriteDone(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      // The client is gone: stop the generation, drop what is pending.
-      write_failed_ = true;
-      pending_.Clear();
-      has_pending_ = false;
-    }
+    writes_.WriteDone(ok);  // a failed write drops what is pending
   }
+  // The client is gone: stop the generation.
   if (!ok) CancelWorker();
   Pump();
 }

@@ -4,9 +4,10 @@
 //
 // Streaming form: worker messages are written to the client as they come;
 // while a write is in flight, later messages are merged into one pending
-// message (response_merge.h), so a slow client gets fewer, larger messages
-// and the worker is never held up. Unary form: every message is merged into
-// the one answer.
+// message (response_merge.h; the writes as the worker's own reactor does
+// them, worker/stream_writes.h), so a slow client gets fewer, larger
+// messages and the worker is never held up. Unary form: every message is
+// merged into the one answer.
 //
 // Cancellation and deadlines: the worker call carries the client's deadline;
 // a client cancel (OnCancel) or a failed write cancels the worker call,
@@ -24,6 +25,7 @@
 
 #include "atrium/v1/inference.pb.h"
 #include "serving/gateway/inference_call.h"
+#include "serving/worker/stream_writes.h"
 
 namespace atrium::gateway {
 
@@ -50,7 +52,6 @@ class GenerationCall : public InferenceCall {
 
   std::mutex mu_;  // guards the state below and record_ once running
   bool worker_done_ = false;  // final_ is set; nothing more will be delivered
-  bool finish_started_ = false;
   grpc::Status final_;
   grpc::Status sent_;  // what Finish sent
 
@@ -97,11 +98,7 @@ class StreamingGenerationCall final : public GenerationCall,
   void Deliver(v1::GenerateResponse& message) override;
   void Pump() override;
 
-  v1::GenerateResponse pending_;  // merged messages not yet written
-  bool has_pending_ = false;
-  v1::GenerateResponse writing_msg_;
-  bool writing_ = false;
-  bool write_failed_ = false;
+  worker::StreamWrites writes_;  // guarded by mu_
 };
 
 // Inference.GenerateUnary and Inference.ChatUnary.
@@ -123,6 +120,7 @@ class UnaryGenerationCall final : public GenerationCall, public grpc::ServerUnar
   void Pump() override;
 
   v1::GenerateResponse* const response_;
+  bool finish_started_ = false;  // guarded by mu_
 };
 
 }  // namespace atrium::gateway

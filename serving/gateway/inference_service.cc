@@ -10,6 +10,18 @@ constexpr const char* kService = "/atrium.v1.Inference/";
 
 std::string Method(const char* name) { return std::string(kService) + name; }
 
+// The worker calls behind the public generation calls: the worker streams
+// for both forms, Generate and GenerateUnary alike.
+GenerationCall::StartFn WorkerGenerate(const v1::GenerateRequest* request) {
+  return [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
+                   grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Generate(c, request, r); };
+}
+
+GenerationCall::StartFn WorkerChat(const v1::ChatRequest* request) {
+  return [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
+                   grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Chat(c, request, r); };
+}
+
 }  // namespace
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(grpc::CallbackServerContext* ctx,
@@ -17,8 +29,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(grpc:
   const RequestLimits limits = deps_.limits;
   return StreamingGenerationCall::Start(
       deps_, ctx, Method("Generate"), request->model(), [request, limits] { return ValidateGenerate(*request, limits); },
-      [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
-                grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Generate(c, request, r); });
+      WorkerGenerate(request));
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Chat(grpc::CallbackServerContext* ctx,
@@ -26,8 +37,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Chat(grpc::Cal
   const RequestLimits limits = deps_.limits;
   return StreamingGenerationCall::Start(
       deps_, ctx, Method("Chat"), request->model(), [request, limits] { return ValidateChat(*request, limits); },
-      [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
-                grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Chat(c, request, r); });
+      WorkerChat(request));
 }
 
 grpc::ServerUnaryReactor* InferenceService::GenerateUnary(grpc::CallbackServerContext* ctx,
@@ -36,10 +46,7 @@ grpc::ServerUnaryReactor* InferenceService::GenerateUnary(grpc::CallbackServerCo
   const RequestLimits limits = deps_.limits;
   return UnaryGenerationCall::Start(
       deps_, ctx, Method("GenerateUnary"), request->model(),
-      [request, limits] { return ValidateGenerate(*request, limits); },
-      [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
-                grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Generate(c, request, r); },
-      response);
+      [request, limits] { return ValidateGenerate(*request, limits); }, WorkerGenerate(request), response);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ChatUnary(grpc::CallbackServerContext* ctx, const v1::ChatRequest* request,
@@ -47,9 +54,7 @@ grpc::ServerUnaryReactor* InferenceService::ChatUnary(grpc::CallbackServerContex
   const RequestLimits limits = deps_.limits;
   return UnaryGenerationCall::Start(
       deps_, ctx, Method("ChatUnary"), request->model(), [request, limits] { return ValidateChat(*request, limits); },
-      [request](internal::Worker::Stub* stub, grpc::ClientContext* c,
-                grpc::ClientReadReactor<v1::GenerateResponse>* r) { stub->async()->Chat(c, request, r); },
-      response);
+      WorkerChat(request), response);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,

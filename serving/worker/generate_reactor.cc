@@ -113,13 +113,13 @@ void GenerateReactor::AddLogprob(const TokenLogprob& lp,
 bool GenerateReactor::OnDelta(const StreamDelta& delta) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (write_failed_) return false;  // nobody reads any more: free the sequence
-    pending_.mutable_text()->append(delta.text.data(), delta.text.size());
-    for (int32_t t : delta.tokens) pending_.add_token_ids(t);
-    for (const TokenLogprob& lp : delta.logprobs) AddLogprob(lp, pending_.mutable_logprobs());
+    if (writes_.write_failed()) return false;  // nobody reads any more: free the sequence
+    v1::GenerateResponse* pending = writes_.pending();
+    pending->mutable_text()->append(delta.text.data(), delta.text.size());
+    for (int32_t t : delta.tokens) pending->add_token_ids(t);
+    for (const TokenLogprob& lp : delta.logprobs) AddLogprob(lp, pending->mutable_logprobs());
     completion_tokens_ += static_cast<int64_t>(delta.tokens.size());
-    has_pending_ = true;
-    if (writing_) return true;  // OnWriteDone sends it
+    if (writes_.writing()) return true;  // OnWriteDone sends it
   }
   Pump();
   return true;
@@ -132,7 +132,7 @@ void GenerateReactor::OnEngineDone(const Status& status, const GenerationResult&
     prompt_tokens_ = result.prompt_tokens;
     completion_tokens_ = static_cast<int64_t>(result.tokens.size());
     if (status.ok()) {
-      v1::GenerateResponse& last = pending_;
+      v1::GenerateResponse& last = *writes_.pending();
       last.set_finish_reason(ToFinishReason(result.finish_reason));
       v1::Usage* u = last.mutable_usage();
       u->set_prompt_tokens(static_cast<int32_t>(result.prompt_tokens));
@@ -141,7 +141,6 @@ void GenerateReactor::OnEngineDone(const Status& status, const GenerationResult&
       u->set_cached_prompt_tokens(static_cast<int32_t>(result.prompt_tokens - result.prefilled_tokens));
       for (const TokenLogprob& lp : result.prompt_logprobs) AddLogprob(lp, last.mutable_prompt_logprobs());
       last.set_seed(seed_);
-      has_pending_ = true;
       final_status_ = grpc::Status::OK;
     } else if (!abort_status_.ok()) {
       final_status_ = rpc::ToGrpc(rpc::WithReason(abort_status_, "WORKER_DRAINED"));
@@ -153,47 +152,30 @@ void GenerateReactor::OnEngineDone(const Status& status, const GenerationResult&
 }
 
 void GenerateReactor::Pump() {
-  enum class Action { kWrite, kWriteAndFinish, kFinish } action;
+  StreamWrites::Action action;
   grpc::Status status;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!started_ || writing_ || finish_started_) return;
-    const bool write = has_pending_ && !write_failed_;
-    if (!write && !engine_done_) return;
-    if (write) {
-      writing_msg_.Swap(&pending_);
-      pending_.Clear();
-      has_pending_ = false;
-      writing_ = true;
-    }
-    if (engine_done_) {
-      finish_started_ = true;
+    if (!started_) return;
+    action = writes_.Next(engine_done_);
+    if (action == StreamWrites::Action::kNone) return;
+    if (action != StreamWrites::Action::kWrite) {
       status = final_status_;
       // For audit and quotas, also when the call failed or was cancelled.
       ctx_->AddTrailingMetadata("atrium-prompt-tokens", std::to_string(prompt_tokens_));
       ctx_->AddTrailingMetadata("atrium-completion-tokens", std::to_string(completion_tokens_));
     }
-    action = !engine_done_ ? Action::kWrite : write ? Action::kWriteAndFinish : Action::kFinish;
   }
   // Outside the lock: a reaction may run before these return.
-  switch (action) {
-    case Action::kWrite: StartWrite(&writing_msg_); break;
-    case Action::kWriteAndFinish: StartWriteAndFinish(&writing_msg_, grpc::WriteOptions(), status); break;
-    case Action::kFinish: Finish(status); break;
-  }
+  writes_.Perform(action, this, status);
 }
 
 void GenerateReactor::OnWriteDone(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      // The stream is broken (client gone or call cancelled); OnCancel
-      // cancels the engine request, and OnDelta refuses further deltas.
-      write_failed_ = true;
-      pending_.Clear();
-      has_pending_ = false;
-    }
+    // A failed write: the stream is broken (client gone or call cancelled);
+    // OnCancel cancels the engine request, and OnDelta refuses further deltas.
+    writes_.WriteDone(ok);
   }
   Pump();
 }

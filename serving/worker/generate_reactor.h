@@ -19,6 +19,7 @@
 #include "atrium/v1/inference.pb.h"
 #include "serving/engine/model_pool.h"
 #include "serving/worker/model_registry.h"
+#include "serving/worker/stream_writes.h"
 
 namespace grpc {
 class CallbackServerContext;
@@ -71,13 +72,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   bool started_ = false;
   int64_t pool_id_ = -1;     // once submitted
   bool cancel_wanted_ = false;  // cancelled before pool_id_ was known
-  v1::GenerateResponse pending_;  // merged deltas not yet written
-  bool has_pending_ = false;
-  v1::GenerateResponse writing_msg_;  // the write in flight
-  bool writing_ = false;
-  bool write_failed_ = false;  // the client is gone: stop generating
+  StreamWrites writes_;  // after a failed write, OnDelta stops the generation
   bool engine_done_ = false;
-  bool finish_started_ = false;
   grpc::Status final_status_;
   Status abort_status_;  // set by Abort: replaces the engine's CANCELLED
   int64_t prompt_tokens_ = 0;

@@ -33,6 +33,18 @@ std::chrono::steady_clock::time_point EngineDeadline(const grpc::CallbackServerC
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - now);
 }
 
+// The text side of the model a unary call names. On failure `error` holds
+// the answer: the registry's for a bad or unknown name, else why the model
+// could not be read.
+StatusOr<std::shared_ptr<const TextModel>> FindText(ModelRegistry& registry, const std::string& model,
+                                                    rpc::ApiError* error) {
+  StatusOr<ModelInfo> info = registry.Find(model, "model", error);
+  if (!info.ok()) return info.status();
+  StatusOr<std::shared_ptr<const TextModel>> text = registry.Text(*info);
+  if (!text.ok()) *error = text.status();
+  return text;
+}
+
 }  // namespace
 
 WorkerService::WorkerService(ModelRegistry& registry, ModelPool& pool, std::string tenant)
@@ -73,35 +85,25 @@ int64_t WorkerService::streams() const {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Generate(grpc::CallbackServerContext* ctx,
                                                                         const v1::GenerateRequest* request) {
-  Touch();
-  auto* reactor = new GenerateReactor(*this, ctx);
-  if (!Admit(reactor)) {
-    reactor->Reject(rpc::ToGrpc(rpc::WithReason(Unavailable("the worker is draining; retry the call"),
-                                                "WORKER_DRAINING")));
-    return reactor;
-  }
-  rpc::ApiError error;
-  StatusOr<ModelInfo> info = registry_.Find(request->model(), "model", &error);
-  if (!info.ok()) {
-    reactor->Reject(rpc::ToGrpc(error));
-    return reactor;
-  }
-  StatusOr<std::shared_ptr<const TextModel>> text = registry_.Text(*info);
-  if (!text.ok()) {
-    reactor->Reject(rpc::ToGrpc(rpc::WithReason(text.status().WithContext(request->model()), "MODEL_LOAD_FAILED")));
-    return reactor;
-  }
-  StatusOr<std::vector<int32_t>> prompt = PromptTokens(**text, request->prompt(), "prompt", &error);
-  if (!prompt.ok()) {
-    reactor->Reject(rpc::ToGrpc(error));
-    return reactor;
-  }
-  StartStream(reactor, *info, std::move(*text), std::move(*prompt), request->config(), ctx);
-  return reactor;
+  return Stream(ctx, request->model(), request->config(), [request](const TextModel& text, rpc::ApiError* error) {
+    return PromptTokens(text, request->prompt(), "prompt", error);
+  });
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Chat(grpc::CallbackServerContext* ctx,
                                                                     const v1::ChatRequest* request) {
+  return Stream(ctx, request->model(), request->config(),
+                [request](const TextModel& text, rpc::ApiError* error) -> StatusOr<std::vector<int32_t>> {
+                  StatusOr<std::string> prompt = ChatPrompt(text, request->messages(), request->model(), error);
+                  if (!prompt.ok()) return prompt.status();
+                  return PromptTokens(text, *prompt, "messages", error);
+                });
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Stream(grpc::CallbackServerContext* ctx,
+                                                                      const std::string& model,
+                                                                      const v1::GenerationConfig& config,
+                                                                      const PromptFn& build_prompt) {
   Touch();
   auto* reactor = new GenerateReactor(*this, ctx);
   if (!Admit(reactor)) {
@@ -110,42 +112,31 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Chat(grpc::Callba
     return reactor;
   }
   rpc::ApiError error;
-  StatusOr<ModelInfo> info = registry_.Find(request->model(), "model", &error);
+  StatusOr<ModelInfo> info = registry_.Find(model, "model", &error);
   if (!info.ok()) {
     reactor->Reject(rpc::ToGrpc(error));
     return reactor;
   }
   StatusOr<std::shared_ptr<const TextModel>> text = registry_.Text(*info);
   if (!text.ok()) {
-    reactor->Reject(rpc::ToGrpc(rpc::WithReason(text.status().WithContext(request->model()), "MODEL_LOAD_FAILED")));
+    reactor->Reject(rpc::ToGrpc(rpc::WithReason(text.status().WithContext(model), "MODEL_LOAD_FAILED")));
     return reactor;
   }
-  StatusOr<std::string> prompt_text = ChatPrompt(**text, request->messages(), request->model(), &error);
-  if (!prompt_text.ok()) {
-    reactor->Reject(rpc::ToGrpc(error));
-    return reactor;
-  }
-  StatusOr<std::vector<int32_t>> prompt = PromptTokens(**text, *prompt_text, "messages", &error);
+  StatusOr<std::vector<int32_t>> prompt = build_prompt(**text, &error);
   if (!prompt.ok()) {
     reactor->Reject(rpc::ToGrpc(error));
     return reactor;
   }
-  StartStream(reactor, *info, std::move(*text), std::move(*prompt), request->config(), ctx);
-  return reactor;
-}
-
-void WorkerService::StartStream(GenerateReactor* reactor, const ModelInfo& info,
-                                std::shared_ptr<const TextModel> text, std::vector<int32_t> prompt,
-                                const v1::GenerationConfig& config, grpc::CallbackServerContext* ctx) {
   auto request = std::make_unique<EngineRequest>();
   request->ns = tenant_;
-  request->prompt = std::move(prompt);
+  request->prompt = std::move(*prompt);
   if (rpc::ApiError e = ApplyConfig(config, request.get()); !e.ok()) {
     reactor->Reject(rpc::ToGrpc(e));
-    return;
+    return reactor;
   }
   request->deadline = EngineDeadline(*ctx);
-  reactor->Start(pool_, info.path, std::move(text), std::move(request));
+  reactor->Start(pool_, info->path, std::move(*text), std::move(request));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerService::Tokenize(grpc::CallbackServerContext* ctx,
@@ -153,10 +144,8 @@ grpc::ServerUnaryReactor* WorkerService::Tokenize(grpc::CallbackServerContext* c
                                                   v1::TokenizeResponse* response) {
   Touch();
   rpc::ApiError error;
-  StatusOr<ModelInfo> info = registry_.Find(request->model(), "model", &error);
-  if (!info.ok()) return Answer(ctx, rpc::ToGrpc(error));
-  StatusOr<std::shared_ptr<const TextModel>> text = registry_.Text(*info);
-  if (!text.ok()) return Answer(ctx, rpc::ToGrpc(text.status()));
+  StatusOr<std::shared_ptr<const TextModel>> text = FindText(registry_, request->model(), &error);
+  if (!text.ok()) return Answer(ctx, rpc::ToGrpc(error));
   const bool add_special = !request->has_add_special_tokens() || request->add_special_tokens();
   const std::vector<int32_t> ids = add_special ? EncodePrompt(**text, request->text())
                                                : (*text)->tokenizer->Encode(request->text(), false, true);
@@ -172,10 +161,8 @@ grpc::ServerUnaryReactor* WorkerService::Detokenize(grpc::CallbackServerContext*
                                                     v1::DetokenizeResponse* response) {
   Touch();
   rpc::ApiError error;
-  StatusOr<ModelInfo> info = registry_.Find(request->model(), "model", &error);
-  if (!info.ok()) return Answer(ctx, rpc::ToGrpc(error));
-  StatusOr<std::shared_ptr<const TextModel>> text = registry_.Text(*info);
-  if (!text.ok()) return Answer(ctx, rpc::ToGrpc(text.status()));
+  StatusOr<std::shared_ptr<const TextModel>> text = FindText(registry_, request->model(), &error);
+  if (!text.ok()) return Answer(ctx, rpc::ToGrpc(error));
   const Tokenizer& tok = *(*text)->tokenizer;
   std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_set>
@@ -77,9 +78,13 @@ class WorkerService final : public internal::Worker::CallbackService {
   void Touch();
   // Registers a new stream; false while draining (the caller rejects it).
   bool Admit(GenerateReactor* reactor);
-  // Both streaming calls: a prompt (already tokenized) -> the engine.
-  void StartStream(GenerateReactor* reactor, const ModelInfo& info, std::shared_ptr<const TextModel> text,
-                   std::vector<int32_t> prompt, const v1::GenerationConfig& config, grpc::CallbackServerContext* ctx);
+  // A streaming call's prompt, tokenized; on failure `error` says what to fix.
+  using PromptFn = std::function<StatusOr<std::vector<int32_t>>(const TextModel& text, rpc::ApiError* error)>;
+  // Generate and Chat, which differ only in how the prompt is built:
+  // admission (refused while draining), the model, the prompt, the engine.
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Stream(grpc::CallbackServerContext* ctx, const std::string& model,
+                                                         const v1::GenerationConfig& config,
+                                                         const PromptFn& build_prompt);
 
   ModelRegistry& registry_;
   ModelPool& pool_;
