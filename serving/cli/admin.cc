@@ -19,6 +19,11 @@ std::string TenantName(const std::string& tenant) {
   return tenant.rfind("tenants/", 0) == 0 ? tenant : "tenants/" + tenant;
 }
 
+// "acme" or "tenants/acme" -> "acme".
+std::string TenantId(const std::string& tenant) {
+  return tenant.rfind("tenants/", 0) == 0 ? tenant.substr(8) : tenant;
+}
+
 StatusOr<std::string> AdminKey(const AdminFlags& f) {
   if (!f.key.empty()) return f.key;
   if (const char* env = std::getenv("ATRIUM_API_KEY"); env != nullptr && *env != '\0') return std::string(env);
@@ -47,13 +52,22 @@ int Failed(const grpc::Status& s) {
   return 1;
 }
 
+// One Admin call: prints the answer as JSON, or the error.
+template <typename Request, typename Response>
+int Call(grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+         v1::Admin::Stub& stub, grpc::ClientContext& ctx, const Request& request) {
+  Response response;
+  const grpc::Status s = (stub.*method)(&ctx, request, &response);
+  return s.ok() ? Print(response) : Failed(s);
+}
+
 // The audit log has no API: it is read from the database file, which the
 // running server keeps in WAL mode, so reading it never blocks the server.
 int PrintAudit(const AdminFlags& f) {
   StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(f.data_dir + "/atrium.db");
   if (!store.ok()) return Fail(store.status());
   gateway::AuditQuery q;
-  q.tenant_id = f.tenant.rfind("tenants/", 0) == 0 ? f.tenant.substr(8) : f.tenant;
+  q.tenant_id = TenantId(f.tenant);
   q.page_size = gateway::kMaxPageSize;
   for (;;) {
     StatusOr<gateway::AuditPage> page = (*store)->Read(q);
@@ -75,29 +89,22 @@ int RunAdmin(const std::string& command, const AdminFlags& f) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + *key);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(f.timeout * 1000)));
-  grpc::Status s;
   if (command == "create-tenant") {
     v1::CreateTenantRequest req;
-    req.set_tenant_id(f.tenant.rfind("tenants/", 0) == 0 ? f.tenant.substr(8) : f.tenant);
+    req.set_tenant_id(TenantId(f.tenant));
     req.mutable_tenant()->set_display_name(f.display_name);
-    v1::Tenant out;
-    s = stub->CreateTenant(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::CreateTenant, *stub, ctx, req);
   }
   if (command == "create-key") {
     v1::CreateApiKeyRequest req;
     req.set_parent(TenantName(f.tenant));
     req.mutable_api_key()->set_display_name(f.display_name);
-    v1::CreateApiKeyResponse out;
-    s = stub->CreateApiKey(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::CreateApiKey, *stub, ctx, req);
   }
   if (command == "revoke-key") {
     v1::RevokeApiKeyRequest req;
     req.set_name(f.key_name);
-    v1::ApiKey out;
-    s = stub->RevokeApiKey(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::RevokeApiKey, *stub, ctx, req);
   }
   if (command == "set-quota") {
     v1::SetQuotaRequest req;
@@ -119,31 +126,23 @@ int RunAdmin(const std::string& command, const AdminFlags& f) {
           "set-quota: give at least one of --requests-per-minute, --tokens-per-minute, --concurrent-streams (0 = "
           "unlimited)"));
     }
-    v1::Quota out;
-    s = stub->SetQuota(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::SetQuota, *stub, ctx, req);
   }
   if (command == "get-quota") {
     v1::GetQuotaRequest req;
     req.set_name(TenantName(f.tenant) + "/quota");
-    v1::Quota out;
-    s = stub->GetQuota(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::GetQuota, *stub, ctx, req);
   }
   if (command == "list-tenants") {
     v1::ListTenantsRequest req;
     req.set_page_size(f.page_size);
-    v1::ListTenantsResponse out;
-    s = stub->ListTenants(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::ListTenants, *stub, ctx, req);
   }
   if (command == "list-keys") {
     v1::ListApiKeysRequest req;
     req.set_parent(TenantName(f.tenant));
     req.set_page_size(f.page_size);
-    v1::ListApiKeysResponse out;
-    s = stub->ListApiKeys(&ctx, req, &out);
-    return s.ok() ? Print(out) : Failed(s);
+    return Call(&v1::Admin::Stub::ListApiKeys, *stub, ctx, req);
   }
   return Fail(InvalidArgument("unknown admin command '" + command + "'"));
 }

@@ -58,6 +58,16 @@ StatusOr<std::pair<std::string, std::string>> SplitTenantName(std::string_view n
   return std::make_pair(std::move(tenant), std::string(name.substr(slash + 1)));
 }
 
+// "tenants/<t>/quota" -> <t>.
+StatusOr<std::string> TenantOfQuotaName(const std::string& name) {
+  StatusOr<std::pair<std::string, std::string>> parts = SplitTenantName(name, "tenants/<tenant>/quota");
+  if (!parts.ok() || parts->second != "quota") {
+    return InvalidArgument(
+        StrFormat("'%s' is not a name of the form \"tenants/<tenant>/quota\"", Clip(name).c_str()));
+  }
+  return std::move(parts->first);
+}
+
 }  // namespace
 
 namespace {
@@ -239,15 +249,9 @@ grpc::ServerUnaryReactor* AdminService::SetQuota(grpc::CallbackServerContext* ct
   Principal p;
   grpc::Status error;
   if (!Authorize(store_, ctx, record, true, "SetQuota", &p, &error)) return FinishUnary(ctx, record, error);
-  StatusOr<std::pair<std::string, std::string>> parts =
-      SplitTenantName(request->quota().name(), "tenants/<tenant>/quota");
-  if (!parts.ok() || parts->second != "quota") {
-    return FinishUnary(ctx, record,
-                       FieldError(InvalidArgument(StrFormat("'%s' is not a name of the form \"tenants/<tenant>/quota\"",
-                                                            Clip(request->quota().name()).c_str())),
-                                  "quota.name"));
-  }
-  const std::string& tenant = parts->first;
+  StatusOr<std::string> tenant_id = TenantOfQuotaName(request->quota().name());
+  if (!tenant_id.ok()) return FinishUnary(ctx, record, FieldError(tenant_id.status(), "quota.name"));
+  const std::string& tenant = *tenant_id;
   StatusOr<Tenant> current = store_.GetTenant(tenant);
   if (!current.ok()) return FinishUnary(ctx, record, TenantError(current.status(), tenant, "quota.name"));
   TenantQuota q = current->quota;
@@ -281,14 +285,9 @@ grpc::ServerUnaryReactor* AdminService::GetQuota(grpc::CallbackServerContext* ct
   Principal p;
   grpc::Status error;
   if (!Authorize(store_, ctx, record, false, "GetQuota", &p, &error)) return FinishUnary(ctx, record, error);
-  StatusOr<std::pair<std::string, std::string>> parts = SplitTenantName(request->name(), "tenants/<tenant>/quota");
-  if (!parts.ok() || parts->second != "quota") {
-    return FinishUnary(ctx, record,
-                       FieldError(InvalidArgument(StrFormat("'%s' is not a name of the form \"tenants/<tenant>/quota\"",
-                                                            Clip(request->name()).c_str())),
-                                  "name"));
-  }
-  const std::string& tenant = parts->first;
+  StatusOr<std::string> tenant_id = TenantOfQuotaName(request->name());
+  if (!tenant_id.ok()) return FinishUnary(ctx, record, FieldError(tenant_id.status(), "name"));
+  const std::string& tenant = *tenant_id;
   if (!CanSeeTenant(p, tenant)) return FinishUnary(ctx, record, rpc::ToGrpc(TenantNotFound(tenant)));
   StatusOr<Tenant> t = store_.GetTenant(tenant);
   if (!t.ok()) return FinishUnary(ctx, record, TenantError(t.status(), tenant, "name"));
