@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <future>
 #include <regex>
 
 #include <grpcpp/grpcpp.h>
@@ -22,8 +21,7 @@
 #include "atrium/v1/inference.grpc.pb.h"
 #include "models/model.h"
 #include "models/tokenizer/chat_template.h"
-#include "serving/engine/engine.h"
-#include "serving/engine/step_loop.h"
+#include "tests/serving/engine_oracle.h"
 #include "tests/serving/gateway/gateway_test_util.h"
 #include "tests/test_util.h"
 
@@ -164,27 +162,12 @@ class GatewayModelTest : public ::testing::Test {
   // The engine in this process, as the worker runs it (EngineOptions
   // defaults, two threads).
   GenerationResult EngineRun(Model& model, const Tokenizer& tokenizer, const std::string& text, int max_tokens) {
-    bool add_special = true;
-    if (tokenizer.bos_id() >= 0 && tokenizer.add_bos() &&
-        text.rfind(tokenizer.TokenToPiece(tokenizer.bos_id(), true), 0) == 0) {
-      add_special = false;
-    }
-    auto engine = Engine::Create(model, tokenizer, EngineOptions());
-    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
-    StepLoop loop(ctx_);
-    loop.Add(engine->get());
-    std::promise<std::pair<Status, GenerationResult>> done;
     auto r = std::make_unique<EngineRequest>();
     r->ns = "tenants/engine-check";
-    r->prompt = tokenizer.Encode(text, add_special, true);
+    r->prompt = WorkerPromptIds(tokenizer, text);
     r->options.sampling.temperature = 0;
     r->options.max_tokens = max_tokens;
-    r->on_done = [&done](const Status& s, const GenerationResult& g) { done.set_value({s, g}); };
-    EXPECT_TRUE(loop.Submit(**engine, r).ok());
-    auto [status, result] = done.get_future().get();
-    loop.Remove(engine->get());
-    EXPECT_TRUE(status.ok()) << status.ToString();
-    return result;
+    return RunOnFreshEngine(ctx_, model, tokenizer, std::move(r));
   }
 
   void CheckModel(const std::string& file, const std::string& name) {

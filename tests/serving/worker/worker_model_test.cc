@@ -9,9 +9,8 @@
 #include <thread>
 
 #include "models/tokenizer/chat_template.h"
-#include "serving/engine/engine.h"
-#include "serving/engine/step_loop.h"
 #include "serving/worker/rpc_status.h"
+#include "tests/serving/engine_oracle.h"
 #include "tests/serving/smollm2_fixture.h"
 #include "tests/serving/worker/worker_test_util.h"
 
@@ -94,35 +93,16 @@ class WorkerModelTest : public SmolLm2Test {
   // defaults: f16 KV pool of 256 MiB).
   GenerationResult EngineRun(std::vector<int32_t> prompt, const GenerationOptions& options, int32_t logprobs = -1,
                              bool echo = false) {
-    auto engine = Engine::Create(*model_, *tokenizer_, EngineOptions());
-    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
-    StepLoop loop(ctx_);
-    loop.Add(engine->get());
-    std::promise<std::pair<Status, GenerationResult>> done;
     auto r = std::make_unique<EngineRequest>();
     r->ns = "tenants/test";
     r->prompt = std::move(prompt);
     r->options = options;
     r->logprobs = logprobs;
     r->echo = echo;
-    r->on_done = [&done](const Status& s, const GenerationResult& g) { done.set_value({s, g}); };
-    EXPECT_TRUE(loop.Submit(**engine, r).ok());
-    auto [status, result] = done.get_future().get();
-    loop.Remove(engine->get());
-    EXPECT_TRUE(status.ok()) << status.ToString();
-    return result;
+    return RunOnFreshEngine(ctx_, *model_, *tokenizer_, std::move(r));
   }
 
-  // Prompt text -> ids as the worker builds them (special-token text read as
-  // such; no second BOS after a template's).
-  std::vector<int32_t> PromptIds(const std::string& text) {
-    bool add_special = true;
-    if (tokenizer_->bos_id() >= 0 && tokenizer_->add_bos() &&
-        text.rfind(tokenizer_->TokenToPiece(tokenizer_->bos_id(), true), 0) == 0) {
-      add_special = false;
-    }
-    return tokenizer_->Encode(text, add_special, true);
-  }
+  std::vector<int32_t> PromptIds(const std::string& text) { return WorkerPromptIds(*tokenizer_, text); }
 
   // Polls Health until no stream is open and no engine runs a request.
   milliseconds WaitUntilIdle(milliseconds limit = milliseconds(5000)) {

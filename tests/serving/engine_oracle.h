@@ -1,0 +1,51 @@
+// What a worker must answer, computed by the batching engine in this
+// process: the prompt ids as the worker builds them, and one request run to
+// its end on a fresh engine with the worker's defaults (EngineOptions()).
+// The worker and gateway model tests compare what they stream with it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/model.h"
+#include "models/tokenizer/tokenizer.h"
+#include "serving/engine/engine.h"
+#include "serving/engine/step_loop.h"
+
+namespace atrium::testing {
+
+// Prompt text -> ids as the worker builds them (special-token text read as
+// such; no second BOS after a template's).
+inline std::vector<int32_t> WorkerPromptIds(const Tokenizer& tokenizer, const std::string& text) {
+  bool add_special = true;
+  if (tokenizer.bos_id() >= 0 && tokenizer.add_bos() &&
+      text.rfind(tokenizer.TokenToPiece(tokenizer.bos_id(), true), 0) == 0) {
+    add_special = false;
+  }
+  return tokenizer.Encode(text, add_special, true);
+}
+
+// Runs `request` (its prompt and options set; on_done is set here) to its
+// end on a fresh engine of `model`, stepped by a StepLoop on `ctx`.
+inline GenerationResult RunOnFreshEngine(ops::Context& ctx, Model& model, const Tokenizer& tokenizer,
+                                         std::unique_ptr<EngineRequest> request) {
+  auto engine = Engine::Create(model, tokenizer, EngineOptions());
+  EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+  if (!engine.ok()) return {};
+  StepLoop loop(ctx);
+  loop.Add(engine->get());
+  std::promise<std::pair<Status, GenerationResult>> done;
+  request->on_done = [&done](const Status& s, const GenerationResult& g) { done.set_value({s, g}); };
+  EXPECT_TRUE(loop.Submit(**engine, request).ok());
+  auto [status, result] = done.get_future().get();
+  loop.Remove(engine->get());
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  return result;
+}
+
+}  // namespace atrium::testing
