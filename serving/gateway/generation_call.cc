@@ -101,6 +101,7 @@ void GenerationCall::OnWorkerDone(const grpc::Status& status) {
     if (const int64_t c = TrailerInt(trailers, "atrium-completion-tokens"); c >= 0) record_.set_completion_tokens(c);
     final_ = MapWorkerStatus(status, lease_->tenant());
     worker_done_ = true;
+    ChargeTokens();  // before the client can see the end (Pump may Finish)
   }
   Pump();
   Unref();

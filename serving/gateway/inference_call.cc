@@ -51,17 +51,22 @@ grpc::Status InferenceCall::WorkerStartError(const Status& status) {
   return rpc::ToGrpc(e);
 }
 
+void InferenceCall::ChargeTokens() {
+  if (tokens_charged_) return;
+  tokens_charged_ = true;
+  const int64_t tokens = record_.prompt_tokens() + record_.completion_tokens();
+  if (tokens <= 0 || principal_.tenant_id.empty()) return;
+  // Charged after the work, whatever the call's end: the worker did it.
+  if (permit_.holds_slot()) {
+    permit_.ChargeTokens(tokens);
+  } else {
+    deps_.quota->ChargeTokens(principal_.tenant_id, tokens);
+  }
+}
+
 void InferenceCall::Finalize(const grpc::Status& status) {
   record_.Finish(status);
-  const int64_t tokens = record_.prompt_tokens() + record_.completion_tokens();
-  if (tokens > 0 && !principal_.tenant_id.empty()) {
-    // Charged after the call, whatever its end: the worker did the work.
-    if (permit_.holds_slot()) {
-      permit_.ChargeTokens(tokens);
-    } else {
-      deps_.quota->ChargeTokens(principal_.tenant_id, tokens);
-    }
-  }
+  ChargeTokens();
   permit_.Release();
   lease_.Release();
   if (stream_ && deps_.sinks.metrics != nullptr) deps_.sinks.metrics->StreamEnded();

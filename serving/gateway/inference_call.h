@@ -56,8 +56,15 @@ class InferenceCall {
   // `stream`: a Generate or Chat call (counted in the streams gauge).
   grpc::Status Admit(const std::string& model, const std::function<rpc::ApiError()>& validate, bool stream);
 
-  // The end: records `status` (what the client was sent), charges tokens,
-  // releases the permit, lease and gate. Once, from the server's OnDone.
+  // Charges the tenant's token quota for the call's recorded prompt and
+  // completion tokens, once. Called as soon as the worker's counts arrive,
+  // before the client's Finish: a client that sends its next call on the
+  // answer must meet the charge (tokens per minute) already in place.
+  void ChargeTokens();
+
+  // The end: records `status` (what the client was sent), charges tokens if
+  // that has not happened, releases the permit, lease and gate. Once, from
+  // the server's OnDone.
   void Finalize(const grpc::Status& status);
 
   // The status of a failed worker start, for the client.
@@ -77,6 +84,7 @@ class InferenceCall {
  private:
   bool entered_gate_ = false;
   bool stream_ = false;
+  bool tokens_charged_ = false;
   std::atomic<int> refs_{1};
 };
 
