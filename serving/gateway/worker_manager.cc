@@ -94,6 +94,16 @@ void WorkerManager::Acquire(const std::string& tenant_id, Ready ready) {
     ready(std::move(lease));
     return;
   }
+  if (!slot.launching && slot.failures > 0 && Clock::now() < slot.retry_at) {
+    const double wait_s = std::chrono::duration<double>(slot.retry_at - Clock::now()).count();
+    const Status backing_off = Unavailable(StrFormat(
+        "the worker process of tenants/%s failed to start %d time(s) in a row (last: %s); the next attempt is in "
+        "%.1f s (see the worker log in the data directory's logs/)",
+        tenant_id.c_str(), slot.failures, slot.last_failure.c_str(), wait_s));
+    lock.unlock();
+    ready(backing_off);
+    return;
+  }
   slot.waiters.push_back(std::move(ready));
   if (slot.launching) return;
   slot.launching = true;
@@ -154,6 +164,16 @@ void WorkerManager::Launch(const std::string& tenant_id) {
     Slot& slot = slots_[tenant_id];
     slot.launching = false;
     waiters.swap(slot.waiters);
+    if (launched.ok()) {
+      slot.failures = 0;
+    } else {
+      // Back off: 1x, 2x, 4x ... start_backoff, at most start_backoff_max.
+      const auto backoff = std::min(options_.start_backoff * (int64_t{1} << std::min(slot.failures, 20)),
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(options_.start_backoff_max));
+      ++slot.failures;
+      slot.retry_at = Clock::now() + backoff;
+      slot.last_failure = launched.status().message();
+    }
     if (handle != nullptr) {
       processes_.push_back(handle);
       if (shutdown_) {

@@ -44,6 +44,11 @@ struct WorkerManagerOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};  // 0: never
   std::chrono::milliseconds launch_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds health_interval{std::chrono::seconds(2)};
+  // After a failed start, the tenant's calls fail at once (UNAVAILABLE) for
+  // this long, doubling with each failure in a row up to start_backoff_max,
+  // rather than each forking a worker that fails the same way.
+  std::chrono::milliseconds start_backoff{std::chrono::seconds(1)};
+  std::chrono::milliseconds start_backoff_max{std::chrono::seconds(30)};
   int max_message_bytes = 64 << 20;  // of the gateway <-> worker channel
 };
 
@@ -113,6 +118,10 @@ class WorkerManager {
     std::shared_ptr<WorkerHandle> handle;  // routed to; null when none
     bool launching = false;
     std::vector<Ready> waiters;
+    // Failed starts in a row, and until when calls fail without a new try.
+    int failures = 0;
+    std::chrono::steady_clock::time_point retry_at;
+    std::string last_failure;
   };
   struct Launcher {
     std::thread thread;

@@ -154,5 +154,42 @@ TEST_F(WorkerManagerTest, AFailedStartIsUnavailableAndShutdownStopsEverything) {
   EXPECT_EQ(after.status().code(), StatusCode::kUnavailable);
 }
 
+// After a failed start, the tenant's next calls fail at once for the
+// backoff (naming the failure and when the next try is) instead of each
+// forking a worker that fails the same way; after it, a start is tried again,
+// and the backoff doubles. Another tenant is not held back.
+TEST_F(WorkerManagerTest, FailedStartsBackOff) {
+  WorkerManagerOptions o = Options();
+  o.worker_binary = "/bin/false";
+  o.start_backoff = milliseconds(300);
+  WorkerManager m(o, nullptr);
+  StatusOr<WorkerLease> first = Get(m, "acme");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().message().find("next attempt"), std::string::npos) << "a real attempt";
+
+  const auto t0 = std::chrono::steady_clock::now();
+  StatusOr<WorkerLease> soon = Get(m, "acme");
+  ASSERT_FALSE(soon.ok());
+  EXPECT_EQ(soon.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(soon.status().message().find("failed to start 1 time(s) in a row"), std::string::npos)
+      << soon.status().ToString();
+  EXPECT_NE(soon.status().message().find("next attempt"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(100)) << "answered without a launch";
+
+  StatusOr<WorkerLease> other = Get(m, "globex");  // its own slot: a real attempt
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().message().find("next attempt"), std::string::npos);
+
+  std::this_thread::sleep_for(milliseconds(350));
+  StatusOr<WorkerLease> retried = Get(m, "acme");  // the backoff is over: tried again
+  ASSERT_FALSE(retried.ok());
+  EXPECT_EQ(retried.status().message().find("next attempt"), std::string::npos) << retried.status().ToString();
+  std::this_thread::sleep_for(milliseconds(350));  // the second backoff is 600 ms
+  StatusOr<WorkerLease> doubled = Get(m, "acme");
+  ASSERT_FALSE(doubled.ok());
+  EXPECT_NE(doubled.status().message().find("failed to start 2 time(s) in a row"), std::string::npos)
+      << doubled.status().ToString();
+}
+
 }  // namespace
 }  // namespace atrium::gateway
