@@ -268,22 +268,31 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
   const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
     nb = end - j0 < block ? end - j0 : block;
-    for (int64_t r = 0; r < nb; ++r) {
-      const int64_t row = kv.Row(j0 + r);
-      krow[r] = kv.k + row * kv.stride;
-      vrow[r] = kv.v + row * kv.stride;
+    // Row lookups a page at a time: Row() divides by the page size, which
+    // per key cost more than the key's whole dot product.
+    for (int64_t r = 0, run = 0; r < nb; r += run) {
+      run = kv.Run(j0 + r, nb - r);
+      const E* k = kv.k + kv.Row(j0 + r) * kv.stride;
+      const E* v = kv.v + kv.Row(j0 + r) * kv.stride;
+      for (int64_t i = 0; i < run; ++i) {
+        krow[r + i] = k + i * kv.stride;
+        vrow[r + i] = v + i * kv.stride;
+      }
     }
     // The next block's K and V rows: a paged cache jumps between pages,
     // and the slices of a row are short strided streams the hardware
     // prefetcher picks up late. One block ahead hides the DRAM latency.
     const int64_t j1 = j0 + nb, n1 = end - j1 < block ? end - j1 : block;
-    for (int64_t r = 0; r < n1; ++r) {
+    for (int64_t r = 0, run = 0; r < n1; r += run) {
+      run = kv.Run(j1 + r, n1 - r);
       const int64_t row = kv.Row(j1 + r);
-      const char* k1 = reinterpret_cast<const char*>(kv.k + row * kv.stride);
-      const char* v1 = reinterpret_cast<const char*>(kv.v + row * kv.stride);
-      for (int64_t b = 0; b < row_bytes; b += 64) {
-        _mm_prefetch(k1 + b, _MM_HINT_T0);
-        _mm_prefetch(v1 + b, _MM_HINT_T0);
+      for (int64_t i = 0; i < run; ++i) {
+        const char* k1 = reinterpret_cast<const char*>(kv.k + (row + i) * kv.stride);
+        const char* v1 = reinterpret_cast<const char*>(kv.v + (row + i) * kv.stride);
+        for (int64_t b = 0; b < row_bytes; b += 64) {
+          _mm_prefetch(k1 + b, _MM_HINT_T0);
+          _mm_prefetch(v1 + b, _MM_HINT_T0);
+        }
       }
     }
     for (int64_t h0 = 0; h0 < nh; h0 += kFusedHeads) {
