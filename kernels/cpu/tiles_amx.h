@@ -56,22 +56,40 @@ inline void ConfigureAmxTiles() {
   configured = true;
 }
 
-// The activation quants as A tiles: [token group][block] -> 16 tokens x 32
-// bytes (512 bytes, eight Lines), biased to unsigned. Tokens past the end
+// The tokens as AMX wants them, in one pass over their blocks: the quants
+// as A tiles, [token group][block] -> 16 tokens x 32 bytes (eight Lines),
+// biased to unsigned; and their scales dx (and, affine, s = dx * sum) by
+// [group][block][token], so the chain reads a group's sixteen at constant
+// offsets. The same floats PrepareTokenBlocks takes (the activation
+// block's f16 fields); AMX needs no bias term. Padding tokens past the end
 // of the last group are zeros; their results are never stored.
+struct AmxTokenTiles {
+  std::vector<Line> a;          // [n_groups * n_blocks * 8]
+  std::vector<float> d, s;      // [n_groups * n_blocks * 16] (s: affine types)
+};
+
 template <typename U>
-void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, std::vector<Line>& tiles) {
+void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, AmxTokenTiles& x) {
+  using BlockX = typename U::XBlock;
   const int64_t n_blocks = a.n_in / kQK;
   const int64_t n_groups = (n_tokens + kAmxTokens - 1) / kAmxTokens;
-  tiles.resize(static_cast<size_t>(n_groups * n_blocks * 8));
+  x.a.resize(static_cast<size_t>(n_groups * n_blocks * 8));
+  x.d.assign(static_cast<size_t>(n_groups * n_blocks * kAmxTokens), 0.0f);
+  x.s.assign(U::kAffine ? x.d.size() : 0, 0.0f);
   const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t t = 0; t < n_groups * kAmxTokens; ++t) {
     const int64_t g = t / kAmxTokens, c = t % kAmxTokens;
-    const uint8_t* xrow = a.x + t * a.x_stride;
+    const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
     for (int64_t j = 0; j < n_blocks; ++j) {
-      auto* dst = reinterpret_cast<__m256i*>(tiles[static_cast<size_t>((g * n_blocks + j) * 8)].b + 32 * c);
-      const __m256i q = t < n_tokens ? Load256(XQuantAt<typename U::XBlock>(xrow, j * kQK)) : bias;
-      _mm256_store_si256(dst, _mm256_xor_si256(q, bias));
+      auto* dst = reinterpret_cast<__m256i*>(x.a[static_cast<size_t>((g * n_blocks + j) * 8)].b + 32 * c);
+      if (t >= n_tokens) {
+        _mm256_store_si256(dst, _mm256_setzero_si256());
+        continue;
+      }
+      _mm256_store_si256(dst, _mm256_xor_si256(Load256(blocks[j].qs), bias));
+      const size_t at = static_cast<size_t>((g * n_blocks + j) * kAmxTokens + c);
+      x.d[at] = F16(&blocks[j].d);
+      if constexpr (U::kAffine) x.s[at] = F16(&blocks[j].s);  // Q8_1 stores d * sum
     }
   }
 }
@@ -196,36 +214,19 @@ template <typename U>
 void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   if (n_tokens < kAmxMinTokens) return MatmulPacked<U>(a, n_tokens, row_begin, row_end);
   ConfigureAmxTiles();
-  thread_local TokenBlocks x;
-  thread_local std::vector<Line> a_tiles;
+  thread_local AmxTokenTiles x;
   thread_local AmxRowTile rt;
-  thread_local std::vector<float> xd, xs;
-  PrepareTokenBlocks<U>(a, n_tokens, x);
-  // The tokens' scales by [group][block][token], so the chain reads a
-  // group's sixteen at constant offsets; padding tokens get zeros, never
-  // stored.
+  PrepareAmxTokens<U>(a, n_tokens, x);
   const int64_t n_blocks = a.n_in / kQK;
-  const int64_t n_groups = (n_tokens + kAmxTokens - 1) / kAmxTokens;
-  xd.assign(static_cast<size_t>(n_groups * n_blocks * kAmxTokens), 0.0f);
-  xs.assign(U::kAffine ? xd.size() : 0, 0.0f);
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t g = t / kAmxTokens, c = t % kAmxTokens;
-    for (int64_t j = 0; j < n_blocks; ++j) {
-      const size_t at = static_cast<size_t>((g * n_blocks + j) * kAmxTokens + c);
-      xd[at] = x.d[static_cast<size_t>(t * n_blocks + j)];
-      if constexpr (U::kAffine) xs[at] = x.s[static_cast<size_t>(t * n_blocks + j)];
-    }
-  }
-  PrepareAmxTokens<U>(a, n_tokens, a_tiles);
   for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
     const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
     const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
     const int hi = static_cast<int>(std::min<int64_t>(row_end - r0, kTileRows));
     PrepareAmxRowTile<U>(tile, a.n_in, rt);
     for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
-      const Line* group = a_tiles.data() + t / kAmxTokens * n_blocks * 8;
-      const float* gd = xd.data() + t / kAmxTokens * n_blocks * kAmxTokens;
-      const float* gs = U::kAffine ? xs.data() + t / kAmxTokens * n_blocks * kAmxTokens : nullptr;
+      const Line* group = x.a.data() + t / kAmxTokens * n_blocks * 8;
+      const float* gd = x.d.data() + t / kAmxTokens * n_blocks * kAmxTokens;
+      const float* gs = U::kAffine ? x.s.data() + t / kAmxTokens * n_blocks * kAmxTokens : nullptr;
       const uint8_t* next = t == 0 ? tile + Packed<U>::TileBytes(a.n_in) : nullptr;
       switch ((std::min<int64_t>(n_tokens - t, kAmxTokens) + 3) / 4) {
         case 1: AmxTokens<U, 4>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
