@@ -27,10 +27,6 @@ class CallGate {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
   }
-  bool closed() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return closed_;
-  }
   int64_t in_flight() const {
     std::lock_guard<std::mutex> lock(mu_);
     return in_flight_;

@@ -44,7 +44,6 @@ class CallRecord {
   void set_completion_tokens(int64_t n) { completion_tokens_ = n; }
   int64_t prompt_tokens() const { return prompt_tokens_; }
   int64_t completion_tokens() const { return completion_tokens_; }
-  const std::string& tenant_id() const { return tenant_id_; }
 
   // `n` more tokens arrived from the worker now: TTFT for the first, the
   // inter-token latency for the others. Also counts completion tokens.
@@ -52,7 +51,6 @@ class CallRecord {
 
   // Writes the audit record and the metrics. Later calls do nothing.
   void Finish(const grpc::Status& status);
-  bool finished() const { return finished_; }
 
  private:
   const CallSinks sinks_;
