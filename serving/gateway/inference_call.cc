@@ -54,14 +54,11 @@ grpc::Status InferenceCall::WorkerStartError(const Status& status) {
 void InferenceCall::ChargeTokens() {
   if (tokens_charged_) return;
   tokens_charged_ = true;
-  const int64_t tokens = record_.prompt_tokens() + record_.completion_tokens();
-  if (tokens <= 0 || principal_.tenant_id.empty()) return;
   // Charged after the work, whatever the call's end: the worker did it.
-  if (permit_.holds_slot()) {
-    permit_.ChargeTokens(tokens);
-  } else {
-    deps_.quota->ChargeTokens(principal_.tenant_id, tokens);
-  }
+  // Tokens come only from a worker, so only after admission, and the permit
+  // charges its tenant even once its stream slot is released (Tokenize and
+  // the like release it at once).
+  permit_.ChargeTokens(record_.prompt_tokens() + record_.completion_tokens());
 }
 
 void InferenceCall::Finalize(const grpc::Status& status) {
