@@ -11,25 +11,21 @@
 namespace atrium::kernels {
 namespace {
 
-bool OsSavesAvx512State() {
+// The state components the OS saves on a context switch (XCR0), low half.
+uint32_t OsSavedState() {
   uint32_t eax, edx;
   __asm__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (eax & 0xe6) == 0xe6;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM
+  return eax;
 }
 
-bool OsSavesAvxState() {
-  uint32_t eax, edx;
-  __asm__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (eax & 0x6) == 0x6;
-}
+bool OsSavesAvx512State() { return (OsSavedState() & 0xe6) == 0xe6; }  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM
+bool OsSavesAvxState() { return (OsSavedState() & 0x6) == 0x6; }
 
 // Linux hands out the 8 KiB tile state only to a process that asks for it
 // (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without leave, the
 // first tile instruction faults. The leave covers every thread.
 bool OsGrantsAmx() {
-  uint32_t eax, edx;
-  __asm__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  if ((eax & 0x60000) != 0x60000) return false;  // XTILECFG, XTILEDATA
+  if ((OsSavedState() & 0x60000) != 0x60000) return false;  // XTILECFG, XTILEDATA
   constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
