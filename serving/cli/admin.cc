@@ -10,6 +10,7 @@
 #include "atrium/v1/admin.grpc.pb.h"
 #include "serving/cli/commands.h"
 #include "serving/gateway/sqlite_store.h"
+#include "serving/worker/rpc_status.h"
 
 namespace atrium::cli {
 namespace {
@@ -47,8 +48,7 @@ int Print(const google::protobuf::Message& m) {
 }
 
 int Failed(const grpc::Status& s) {
-  std::fprintf(stderr, "atrium admin: %s: %s\n", std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))).c_str(),
-               s.error_message().c_str());
+  std::fprintf(stderr, "atrium admin: %s\n", rpc::FromGrpc(s).ToString().c_str());
   return 1;
 }
 
