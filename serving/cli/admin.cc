@@ -9,7 +9,7 @@
 
 #include "atrium/v1/admin.grpc.pb.h"
 #include "serving/cli/commands.h"
-#include "serving/gateway/sqlite_store.h"
+#include "serving/gateway/data_dir.h"
 #include "serving/worker/rpc_status.h"
 
 namespace atrium::cli {
@@ -64,7 +64,7 @@ int Call(grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*, const Req
 // The audit log has no API: it is read from the database file, which the
 // running server keeps in WAL mode, so reading it never blocks the server.
 int PrintAudit(const AdminFlags& f) {
-  StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(f.data_dir + "/atrium.db");
+  StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(f.data_dir + "/" + gateway::kDatabaseFile);
   if (!store.ok()) return Fail(store.status());
   gateway::AuditQuery q;
   q.tenant_id = TenantId(f.tenant);

@@ -49,7 +49,7 @@ StatusOr<DataDir> OpenDataDir(const std::string& path) {
   d.packed_dir = d.path + "/packed";
   RETURN_IF_ERROR(MakeDir(d.packed_dir));
   d.admin_key_file = d.path + "/admin.key";
-  ASSIGN_OR_RETURN(d.store, SqliteStore::Open(d.path + "/atrium.db"));
+  ASSIGN_OR_RETURN(d.store, SqliteStore::Open(d.path + "/" + kDatabaseFile));
   ASSIGN_OR_RETURN(TenantPage page, d.store->ListTenants(1, ""));
   if (!page.tenants.empty()) return d;
 

@@ -17,6 +17,9 @@
 
 namespace atrium::gateway {
 
+// The SQLite database's file name inside the data directory.
+inline constexpr const char* kDatabaseFile = "atrium.db";
+
 struct DataDir {
   std::string path;
   std::unique_ptr<SqliteStore> store;
