@@ -176,6 +176,12 @@ Status ValidateDisplayName(std::string_view name) {
   return OkStatus();
 }
 
+Status ValidateKeyId(std::string_view key_id) {
+  if (IsValidKeyId(key_id)) return OkStatus();
+  return InvalidArgument(StrFormat("'%.*s' is not an API key id (expected key-<12 hex digits>)",
+                                   static_cast<int>(std::min<size_t>(key_id.size(), 80)), key_id.data()));
+}
+
 // SQLite itself creates the file with the process umask (often 0644). The
 // hashes are not secrets, but tenants and the audit log are nobody else's
 // business, so the file is created 0600 first; SQLite gives its -wal and
@@ -525,10 +531,7 @@ StatusOr<IssuedKey> SqliteStore::IssueKey(std::string_view tenant_id, bool admin
 }
 
 StatusOr<ApiKey> SqliteStore::GetKey(std::string_view key_id) {
-  if (!IsValidKeyId(key_id)) {
-    return InvalidArgument(StrFormat("'%.*s' is not an API key id (expected key-<12 hex digits>)",
-                                     static_cast<int>(std::min<size_t>(key_id.size(), 80)), key_id.data()));
-  }
+  RETURN_IF_ERROR(ValidateKeyId(key_id));
   std::lock_guard<std::mutex> lock(db_->mu);
   return db_->ReadKey(key_id);
 }
@@ -560,10 +563,7 @@ StatusOr<KeyPage> SqliteStore::ListKeys(std::string_view tenant_id, int32_t page
 }
 
 StatusOr<ApiKey> SqliteStore::RevokeKey(std::string_view key_id) {
-  if (!IsValidKeyId(key_id)) {
-    return InvalidArgument(StrFormat("'%.*s' is not an API key id (expected key-<12 hex digits>)",
-                                     static_cast<int>(std::min<size_t>(key_id.size(), 80)), key_id.data()));
-  }
+  RETURN_IF_ERROR(ValidateKeyId(key_id));
   std::lock_guard<std::mutex> lock(db_->mu);
   StatusOr<ApiKey> result = Internal("unset");
   RETURN_IF_ERROR(db_->Transaction(Db::Sync::kFull, [&]() -> Status {
