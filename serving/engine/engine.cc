@@ -197,12 +197,17 @@ void Engine::ExpireAndCancel() {
   }
   for (size_t i = 0; i < waiting_.size();) {
     if (verdict(waiting_[i], &status)) {
-      std::unique_ptr<Sequence> s = waiting_.Take(i);
-      Finish(*s, status, "cancelled");
+      DropWaiting(i, status);
     } else {
       ++i;
     }
   }
+}
+
+void Engine::DropWaiting(size_t i, const Status& status) {
+  std::unique_ptr<Sequence> s = waiting_.Take(i);
+  Finish(*s, status, "cancelled");
+  by_id_.erase(s->id);  // the sequence dies here
 }
 
 SchedulerInput Engine::BuildInput() const {
@@ -247,19 +252,14 @@ bool Engine::Step(ops::Context& ctx) {
 
   const StepPlan plan = Schedule(BuildInput(), options_.scheduler);
   for (const Rejection& r : plan.reject) {
-    Sequence* s = by_id_.at(r.id);
-    if (!s->started && s->table.blocks.empty()) {
-      for (size_t i = 0; i < waiting_.size(); ++i) {
-        if (waiting_[i].id == r.id) {
-          std::unique_ptr<Sequence> owned = waiting_.Take(i);
-          Finish(*owned, r.status, "cancelled");
-          break;
-        }
-      }
+    size_t i = 0;
+    while (i < waiting_.size() && waiting_[i].id != r.id) ++i;
+    if (i < waiting_.size()) {
+      DropWaiting(i, r.status);
     } else {
       // A running sequence is rejected only when it outgrew the whole pool:
       // it ends like one that reached its context.
-      Finish(*s, OkStatus(), "context");
+      Finish(*by_id_.at(r.id), OkStatus(), "context");
     }
   }
   // Preempted sequences drop their blocks and wait at the front, newest
@@ -458,15 +458,6 @@ void Engine::RemoveFinished() {
     if ((*it)->done) {
       by_id_.erase((*it)->id);
       it = running_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  // Waiting sequences that finished were taken out of the queue already;
-  // their ids go too.
-  for (auto it = by_id_.begin(); it != by_id_.end();) {
-    if (it->second->done) {
-      it = by_id_.erase(it);
     } else {
       ++it;
     }

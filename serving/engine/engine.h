@@ -116,6 +116,8 @@ class Engine {
   // Under mu_: inbox and cancellations into the engine's own state.
   void TakeArrivals();
   void ExpireAndCancel();
+  // Takes waiting_[i] out of the queue, ends it and forgets its id.
+  void DropWaiting(size_t i, const Status& status);
   SchedulerInput BuildInput() const;
   // Samples from one logit row; false when the sequence finished.
   bool SampleNext(Sequence& s, float* logits);
