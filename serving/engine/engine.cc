@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "serving/engine/text_stream.h"
 
@@ -88,7 +89,10 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, const EngineOptions& op
       context_(options.context > 0 ? std::min(options.context, model.config().context_length)
                                    : model.config().context_length),
       pool_(std::move(pool)),
-      waiting_(options.max_queue) {
+      // Submit bounds what waits (inbox and queue together, against
+      // max_queue); the queue itself takes every accepted request at its
+      // back, even when preempted requests pushed to its front overfill it.
+      waiting_(std::numeric_limits<size_t>::max()) {
   if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(*pool_);
   stats_.kv_blocks_total = pool_->total_blocks();
 }
@@ -165,9 +169,9 @@ void Engine::TakeArrivals() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& s : inbox_) {
     by_id_[s->id] = s.get();
-    // Submit bounds the queue; only preempted requests (PushFront, never
-    // refused) can make it overfull, and an accepted request is never dropped.
-    if (!waiting_.Push(s).ok()) waiting_.PushFront(std::move(s));
+    // Cannot fail: the queue is unbounded (see the constructor).
+    const Status pushed = waiting_.Push(s);
+    ATRIUM_CHECK(pushed.ok(), "engine queue: %s", pushed.ToString().c_str());
   }
   inbox_.clear();
 }
