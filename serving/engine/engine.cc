@@ -339,11 +339,6 @@ bool Engine::Step(ops::Context& ctx) {
   const int64_t rows = Model::LogitRows(batch);
   if (!logits_.defined() || logits_.rows() < rows) logits_ = Tensor::Empty(DType::kF32, {rows, n_vocab});
   Tensor logits = logits_.Rows(0, rows);
-  const std::vector<int64_t> starts = [&] {
-    std::vector<int64_t> v;
-    for (const ForwardSeq& f : batch) v.push_back(f.table->n_tokens);
-    return v;
-  }();
   if (Status st = model_.Forward(ctx, batch, *pool_, logits); !st.ok()) {
     for (Sequence* s : batch_seqs) Finish(*s, st.WithContext("forward"), "cancelled");
     RemoveFinished();
@@ -355,7 +350,8 @@ bool Engine::Step(ops::Context& ctx) {
   for (size_t i = 0; i < batch.size(); ++i) {
     Sequence& s = *batch_seqs[i];
     const int64_t n_rows = batch[i].all_logits ? batch[i].n_tokens : 1;
-    if (batch[i].all_logits) ScorePrompt(s, starts[i], n_rows, row);
+    // Forward advanced the table past the chunk.
+    if (batch[i].all_logits) ScorePrompt(s, s.table.n_tokens - batch[i].n_tokens, n_rows, row);
     float* last = row + (n_rows - 1) * n_vocab;
     row += n_rows * n_vocab;
     if (s.table.n_tokens < static_cast<int64_t>(s.tokens.size())) continue;  // prefill goes on next step
@@ -390,8 +386,8 @@ bool Engine::SampleNext(Sequence& s, float* logits) {
     return false;
   }
   const int32_t n_vocab = static_cast<int32_t>(model_.config().n_vocab);
-  std::vector<float> raw;
-  if (s.req->logprobs >= 0) raw.assign(logits, logits + n_vocab);  // Sample filters logits in place
+  // Sample filters logits in place; logprobs are of the raw ones.
+  if (s.req->logprobs >= 0) raw_logits_.assign(logits, logits + n_vocab);
   const int32_t token = s.sampler.Sample(logits, n_vocab);
   const bool stop_token = std::find(o.stop_tokens.begin(), o.stop_tokens.end(), token) != o.stop_tokens.end();
   if (stop_token || (!o.ignore_eos && tokenizer_.IsEndOfGeneration(token))) {
@@ -403,7 +399,7 @@ bool Engine::SampleNext(Sequence& s, float* logits) {
   s.result.tokens.push_back(token);
   TokenLogprob lp;
   if (s.req->logprobs >= 0) {
-    lp = Score(raw.data(), n_vocab, token, s.req->logprobs);
+    lp = Score(raw_logits_.data(), n_vocab, token, s.req->logprobs);
     s.result.logprobs.push_back(lp);
   }
   const std::string text = s.text.Push(token);

@@ -146,6 +146,7 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
   std::unordered_map<int64_t, Sequence*> by_id_;
   Tensor logits_;
+  std::vector<float> raw_logits_;  // SampleNext's copy of one row, for logprobs
   EngineStats stats_;
 };
 
