@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
+#include "runtime/kv_pool.h"
+
 namespace atrium {
 namespace {
-
-int64_t BlocksFor(int64_t n_tokens, int32_t block_tokens) { return (n_tokens + block_tokens - 1) / block_tokens; }
 
 enum class State { kIdle, kScheduled, kPreempted, kRejected };
 
@@ -40,13 +40,13 @@ StepPlan Schedule(const SchedulerInput& input, const SchedulerConfig& config) {
   int64_t free = input.free_blocks;
   std::vector<State> state(n, State::kIdle);
 
-  auto never_fits = [&](int64_t n_tokens) { return BlocksFor(n_tokens, B) > input.total_blocks; };
+  auto never_fits = [&](int64_t n_tokens) { return KvPool::BlocksFor(n_tokens, B) > input.total_blocks; };
   auto reject = [&](int64_t id, int64_t n_tokens) {
     plan.reject.push_back(
         {id, ResourceExhausted(StrFormat("a sequence of %lld tokens needs %lld KV blocks of %d tokens; the "
                                          "whole pool has %d",
                                          static_cast<long long>(n_tokens),
-                                         static_cast<long long>(BlocksFor(n_tokens, B)), B, input.total_blocks))});
+                                         static_cast<long long>(KvPool::BlocksFor(n_tokens, B)), B, input.total_blocks))});
   };
   // The most recently admitted sequence at index >= from that is neither
   // scheduled nor gone, or -1.
@@ -75,7 +75,7 @@ StepPlan Schedule(const SchedulerInput& input, const SchedulerConfig& config) {
     ATRIUM_CHECK(r.n_computed >= 0 && r.n_pending() >= 1, "running sequence %lld has %lld computed of %lld known",
                  static_cast<long long>(r.id), static_cast<long long>(r.n_computed),
                  static_cast<long long>(r.n_known));
-    ATRIUM_CHECK(r.blocks_held >= BlocksFor(r.n_computed, B) && r.releasable_blocks >= 0 &&
+    ATRIUM_CHECK(r.blocks_held >= KvPool::BlocksFor(r.n_computed, B) && r.releasable_blocks >= 0 &&
                      r.releasable_blocks <= r.blocks_held,
                  "running sequence %lld holds %d blocks (%d releasable) for %lld tokens",
                  static_cast<long long>(r.id), r.blocks_held, r.releasable_blocks,
@@ -92,7 +92,7 @@ StepPlan Schedule(const SchedulerInput& input, const SchedulerConfig& config) {
   for (int i = 0; i < n && budget > 0; ++i) {
     const RunningSequence& r = running[i];
     if (state[i] != State::kIdle || !r.decoding()) continue;
-    const int64_t need = std::max<int64_t>(0, BlocksFor(r.n_computed + 1, B) - r.blocks_held);
+    const int64_t need = std::max<int64_t>(0, KvPool::BlocksFor(r.n_computed + 1, B) - r.blocks_held);
     while (need > free) {
       const int j = newest_idle(i);  // i itself is idle, so j >= i
       preempt(j);
@@ -119,7 +119,7 @@ StepPlan Schedule(const SchedulerInput& input, const SchedulerConfig& config) {
     const int64_t n_tokens = std::min(want, fits());
     if (n_tokens < 1) continue;
     state[i] = State::kScheduled;
-    const int64_t need = std::max<int64_t>(0, BlocksFor(r.n_computed + n_tokens, B) - r.blocks_held);
+    const int64_t need = std::max<int64_t>(0, KvPool::BlocksFor(r.n_computed + n_tokens, B) - r.blocks_held);
     add(plan.prefill, r.id, r.n_computed, n_tokens, need, n_tokens == r.n_pending());
   }
 
@@ -152,7 +152,7 @@ StepPlan Schedule(const SchedulerInput& input, const SchedulerConfig& config) {
       continue;
     }
     const int64_t n_tokens = std::min({w.n_tokens - w.n_cached_tokens, config.prefill_chunk, budget});
-    const int64_t new_blocks = BlocksFor(w.n_cached_tokens + n_tokens, B) - w.n_cached_tokens / B;
+    const int64_t new_blocks = KvPool::BlocksFor(w.n_cached_tokens + n_tokens, B) - w.n_cached_tokens / B;
     // Taking the cached blocks pins them: they stop being evictable.
     if (new_blocks + w.cached_evictable_blocks > free) {
       admitting = false;
