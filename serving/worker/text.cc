@@ -1,49 +1,21 @@
 #include "serving/worker/text.h"
 
+#include "models/tokenizer/unicode.h"
+
 namespace atrium::worker {
 
 std::string ValidUtf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    uint32_t cp = 0;
-    if (b < 0x80) {
-      out.push_back(static_cast<char>(b));
-      ++i;
-      continue;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-      len = 2;
-      cp = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3;
-      cp = b & 0x0F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4;
-      cp = b & 0x07;
-    }
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      ok = (c & 0xC0) == 0x80;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    // Overlong forms, surrogates and code points past U+10FFFF are invalid.
-    if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-               (cp >= 0xD800 && cp <= 0xDFFF))) {
-      ok = false;
-    }
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;  // resynchronize on the next byte
-    }
+  for (;;) {
+    // Strict RFC 3629 (no overlongs, surrogates or code points past
+    // U+10FFFF): the longest well-formed prefix is kept as it is.
+    const size_t ok = tok::ScanUtf8(s).complete;
+    out.append(s.substr(0, ok));
+    if (ok == s.size()) return out;
+    out.append("\xEF\xBF\xBD");
+    s.remove_prefix(ok + 1);  // resynchronize on the next byte
   }
-  return out;
 }
 
 std::vector<int32_t> EncodePrompt(const TextModel& text, std::string_view prompt) {
