@@ -131,9 +131,11 @@ StatusOr<std::shared_ptr<const TextModel>> ModelRegistry::Text(const ModelInfo& 
   std::lock_guard<std::mutex> lock(text_mu_);
   if (auto it = text_.find(info.path); it != text_.end()) return it->second;
   auto t = std::make_shared<TextModel>();
-  ASSIGN_OR_RETURN(t->file, gguf::GgufFile::Open(info.path));
-  ASSIGN_OR_RETURN(t->tokenizer, Tokenizer::FromGguf(*t->file));
-  StatusOr<ChatTemplate> chat = ChatTemplate::FromGguf(*t->file);
+  // Only the metadata is read: the tokenizer and template keep copies, so the
+  // file is not kept mapped.
+  ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Open(info.path));
+  ASSIGN_OR_RETURN(t->tokenizer, Tokenizer::FromGguf(*file));
+  StatusOr<ChatTemplate> chat = ChatTemplate::FromGguf(*file);
   if (chat.ok()) {
     t->chat = std::move(*chat);
   } else {

@@ -33,7 +33,6 @@ struct ModelInfo {
 
 // What requests for one model need besides its engine. Immutable once built.
 struct TextModel {
-  std::unique_ptr<gguf::GgufFile> file;  // the tokenizer and template read from it
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<ChatTemplate> chat;  // absent: Chat gets FAILED_PRECONDITION
   Status chat_error;                 // why it is absent
