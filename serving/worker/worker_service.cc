@@ -273,23 +273,22 @@ grpc::ServerUnaryReactor* WorkerService::Drain(grpc::CallbackServerContext* ctx,
     timeout = std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1000000);
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    draining_ = true;
-    drains_.push_back({reactor, response, Clock::now() + timeout, request->exit(),
-                       static_cast<int64_t>(streams_.size()), -1});
-  }
-  Tick();  // answers at once when nothing is in flight
+  BeginDrain(reactor, response, timeout, request->exit());
   return reactor;
 }
 
 void WorkerService::StartDrain(std::chrono::milliseconds timeout, bool exit) {
+  BeginDrain(nullptr, nullptr, timeout, exit);
+}
+
+void WorkerService::BeginDrain(grpc::ServerUnaryReactor* reactor, internal::DrainResponse* response,
+                               std::chrono::milliseconds timeout, bool exit) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     draining_ = true;
-    drains_.push_back({nullptr, nullptr, Clock::now() + timeout, exit, static_cast<int64_t>(streams_.size()), -1});
+    drains_.push_back({reactor, response, Clock::now() + timeout, exit, static_cast<int64_t>(streams_.size()), -1});
   }
-  Tick();
+  Tick();  // answers at once when nothing is in flight
 }
 
 void WorkerService::Tick() {

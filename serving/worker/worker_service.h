@@ -76,6 +76,9 @@ class WorkerService final : public internal::Worker::CallbackService {
   };
 
   void Touch();
+  // StartDrain, and Drain with the call to answer once done.
+  void BeginDrain(grpc::ServerUnaryReactor* reactor, internal::DrainResponse* response,
+                  std::chrono::milliseconds timeout, bool exit);
   // Registers a new stream; false while draining (the caller rejects it).
   bool Admit(GenerateReactor* reactor);
   // A streaming call's prompt, tokenized; on failure `error` says what to fix.
