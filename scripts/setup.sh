@@ -22,7 +22,7 @@ APT_PACKAGES=(
   # protobuf (they match protoc 3.21, which also writes their stubs); the
   # pyenv python3 on PATH is not used for them (see proto/CMakeLists.txt).
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
-  python3-grpcio python3-protobuf python3-grpc-tools
+  python3-grpcio python3-protobuf
 )
 
 missing=()
