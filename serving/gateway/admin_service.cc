@@ -68,10 +68,6 @@ StatusOr<std::string> TenantOfQuotaName(const std::string& name) {
   return std::move(parts->first);
 }
 
-}  // namespace
-
-namespace {
-
 // Authenticates the caller into `p`; with `admin`, an admin key only.
 // False with `error` set when refused.
 bool Authorize(Store& store, grpc::CallbackServerContext* ctx, CallRecord& record, bool admin, const char* method,
@@ -93,6 +89,13 @@ bool Authorize(Store& store, grpc::CallbackServerContext* ctx, CallRecord& recor
   return true;
 }
 
+// Where AdminService remembers an answer: "<method>\n<key id>\n<request id>".
+std::string RequestIdKey(std::string_view method, const Principal& p, const std::string& request_id) {
+  std::string key(method);
+  key.append("\n").append(p.key_id).append("\n").append(request_id);
+  return key;
+}
+
 // The store's NOT_FOUND for a tenant, worded as every tenant NOT_FOUND is.
 grpc::Status TenantError(const Status& status, const std::string& tenant_id, std::string field) {
   if (status.code() == StatusCode::kNotFound) return rpc::ToGrpc(TenantNotFound(tenant_id));
@@ -101,26 +104,29 @@ grpc::Status TenantError(const Status& status, const std::string& tenant_id, std
 
 }  // namespace
 
-bool AdminService::Recall(const std::string& id, std::string* answer) {
+bool AdminService::Recall(std::string_view method, const Principal& p, const std::string& request_id,
+                          google::protobuf::Message* response) {
+  if (request_id.empty()) return false;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = request_ids_.find(id);
+  auto it = request_ids_.find(RequestIdKey(method, p, request_id));
   if (it == request_ids_.end()) return false;
   if (std::chrono::steady_clock::now() - it->second.time > kRequestIdTtl) {
     request_ids_.erase(it);
     return false;
   }
-  *answer = it->second.answer;
-  return true;
+  return response->ParseFromString(it->second.answer);
 }
 
-void AdminService::Remember(const std::string& id, std::string answer) {
+void AdminService::Remember(std::string_view method, const Principal& p, const std::string& request_id,
+                            const google::protobuf::Message& response) {
+  if (request_id.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   if (request_ids_.size() >= kMaxRequestIds) {
     std::erase_if(request_ids_, [&](const auto& e) { return now - e.second.time > kRequestIdTtl; });
     if (request_ids_.size() >= kMaxRequestIds) request_ids_.erase(request_ids_.begin());
   }
-  request_ids_[id] = {now, std::move(answer)};
+  request_ids_[RequestIdKey(method, p, request_id)] = {now, response.SerializeAsString()};
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateTenant(grpc::CallbackServerContext* ctx,
@@ -129,15 +135,11 @@ grpc::ServerUnaryReactor* AdminService::CreateTenant(grpc::CallbackServerContext
   Principal p;
   grpc::Status error;
   if (!Authorize(store_, ctx, record, true, "CreateTenant", &p, &error)) return FinishUnary(ctx, record, error);
-  const std::string id = "CreateTenant\n" + p.key_id + "\n" + request->request_id();
-  std::string answer;
-  if (!request->request_id().empty() && Recall(id, &answer) && response->ParseFromString(answer)) {
-    return FinishUnary(ctx, record, grpc::Status::OK);
-  }
+  if (Recall("CreateTenant", p, request->request_id(), response)) return FinishUnary(ctx, record, grpc::Status::OK);
   StatusOr<Tenant> t = store_.CreateTenant(request->tenant_id(), request->tenant().display_name());
   if (!t.ok()) return FinishUnary(ctx, record, FieldError(t.status(), "tenant_id"));
   ToProto(*t, response);
-  if (!request->request_id().empty()) Remember(id, response->SerializeAsString());
+  Remember("CreateTenant", p, request->request_id(), *response);
   return FinishUnary(ctx, record, grpc::Status::OK);
 }
 
@@ -179,17 +181,13 @@ grpc::ServerUnaryReactor* AdminService::CreateApiKey(grpc::CallbackServerContext
   if (!Authorize(store_, ctx, record, true, "CreateApiKey", &p, &error)) return FinishUnary(ctx, record, error);
   StatusOr<std::string> tenant = TenantIdFromName(request->parent());
   if (!tenant.ok()) return FinishUnary(ctx, record, FieldError(tenant.status(), "parent"));
-  const std::string id = "CreateApiKey\n" + p.key_id + "\n" + request->request_id();
-  std::string answer;
-  if (!request->request_id().empty() && Recall(id, &answer) && response->ParseFromString(answer)) {
-    return FinishUnary(ctx, record, grpc::Status::OK);
-  }
+  if (Recall("CreateApiKey", p, request->request_id(), response)) return FinishUnary(ctx, record, grpc::Status::OK);
   StatusOr<IssuedKey> issued = store_.IssueKey(*tenant, /*admin=*/*tenant == kAdminTenant);
   if (!issued.ok()) return FinishUnary(ctx, record, TenantError(issued.status(), *tenant, "parent"));
   ToProto(issued->key, response->mutable_api_key());
   response->mutable_api_key()->set_display_name(request->api_key().display_name());
   response->set_secret(issued->secret);
-  if (!request->request_id().empty()) Remember(id, response->SerializeAsString());
+  Remember("CreateApiKey", p, request->request_id(), *response);
   return FinishUnary(ctx, record, grpc::Status::OK);
 }
 

@@ -60,9 +60,13 @@ class AdminService final : public v1::Admin::CallbackService {
     std::chrono::steady_clock::time_point time;
     std::string answer;  // the serialized response
   };
-  // The serialized answer of an earlier call with this id, if any.
-  bool Recall(const std::string& id, std::string* answer);
-  void Remember(const std::string& id, std::string answer);
+  // Parses into `response` the answer of an earlier `method` call by the
+  // same key with `request_id`; false when there is none (or no id).
+  bool Recall(std::string_view method, const Principal& p, const std::string& request_id,
+              google::protobuf::Message* response);
+  // Keeps `response` as the answer to later calls with `request_id`, if any.
+  void Remember(std::string_view method, const Principal& p, const std::string& request_id,
+                const google::protobuf::Message& response);
 
   Store& store_;
   const CallSinks sinks_;
