@@ -244,10 +244,8 @@ void WorkerManager::Retire(const std::shared_ptr<WorkerHandle>& handle, const ch
   // A worker that exited by itself is reaped at once; one we stop exits as
   // soon as its control channel closes.
   const int status = worker::StopWorker(handle->process_, std::chrono::milliseconds(why != nullptr ? 2000 : 1000));
-  const char* reason = why;
-  if (reason == nullptr) reason = (status != -1 && WIFSIGNALED(status)) || (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
-                                      ? "crashed"
-                                      : "exited";
+  const bool crashed = status != -1 && (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0));
+  const char* reason = why != nullptr ? why : crashed ? "crashed" : "exited";
   std::fprintf(stderr, "atrium: the worker of %s (pid %d) %s%s\n", handle->tenant_.c_str(), static_cast<int>(pid),
                WaitStatusText(status).c_str(),
                why != nullptr ? StrFormat(" (%s)", why).c_str()
