@@ -20,13 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 int64_t NowNs() { return Clock::now().time_since_epoch().count(); }
 
-std::string WaitStatusText(int status) {
-  if (status == -1) return "could not be reaped";
-  if (WIFEXITED(status)) return StrFormat("exited with code %d", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return StrFormat("was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return StrFormat("ended with wait status %d", status);
-}
-
 // Whether the worker's control channel has anything to read: the worker
 // writes nothing after its readiness byte (which LaunchWorker consumed), so
 // anything readable is the EOF of a process that is gone.
@@ -247,7 +240,7 @@ void WorkerManager::Retire(const std::shared_ptr<WorkerHandle>& handle, const ch
   const bool crashed = status != -1 && (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0));
   const char* reason = why != nullptr ? why : crashed ? "crashed" : "exited";
   std::fprintf(stderr, "atrium: the worker of %s (pid %d) %s%s\n", handle->tenant_.c_str(), static_cast<int>(pid),
-               WaitStatusText(status).c_str(),
+               worker::WaitStatusText(status).c_str(),
                why != nullptr ? StrFormat(" (%s)", why).c_str()
                               : "; its calls in flight failed, and the next call starts a new one");
   {
@@ -342,7 +335,7 @@ void WorkerManager::Shutdown(std::chrono::milliseconds grace) {
   for (const auto& h : processes) {
     const int status = worker::StopWorker(h->process_, grace);
     if (metrics_ != nullptr) metrics_->CountWorkerExit("shutdown");
-    std::fprintf(stderr, "atrium: stopped the worker of %s: it %s\n", h->tenant_.c_str(), WaitStatusText(status).c_str());
+    std::fprintf(stderr, "atrium: stopped the worker of %s: it %s\n", h->tenant_.c_str(), worker::WaitStatusText(status).c_str());
   }
   if (metrics_ != nullptr) metrics_->SetWorkers(0);
 }

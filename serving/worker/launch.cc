@@ -23,12 +23,6 @@ using Clock = std::chrono::steady_clock;
 // The worker's end of the control channel, as passed in --control-fd.
 constexpr int kChildControlFd = 3;
 
-std::string WaitStatusText(int status) {
-  if (WIFEXITED(status)) return StrFormat("exited with code %d", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return StrFormat("was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return StrFormat("ended with wait status %d", status);
-}
-
 // Waits for the child to end, at most `timeout`; -1 if it has not.
 int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
   const Clock::time_point until = Clock::now() + timeout;
@@ -76,6 +70,13 @@ int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
 }
 
 }  // namespace
+
+std::string WaitStatusText(int status) {
+  if (status == -1) return "could not be reaped";
+  if (WIFEXITED(status)) return StrFormat("exited with code %d", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return StrFormat("was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return StrFormat("ended with wait status %d", status);
+}
 
 StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunchOptions& o) {
   if (o.binary.empty() || ::access(o.binary.c_str(), X_OK) != 0) {

@@ -55,4 +55,8 @@ StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunchOptions& options);
 // `grace`. Reaps it and returns its wait status (as waitpid gives it).
 int StopWorker(LaunchedWorker& worker, std::chrono::milliseconds grace);
 
+// A wait status in words, for logs: "exited with code 1", "was killed by
+// signal 9 (Killed)"; -1 (not reaped) is "could not be reaped".
+std::string WaitStatusText(int status);
+
 }  // namespace atrium::worker
