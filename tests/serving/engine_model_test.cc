@@ -203,8 +203,10 @@ TEST_F(EngineTest, KvExhaustionPreemptsInsteadOfFailing) {
 TEST_F(EngineTest, FullQueueRefusesAtOnce) {
   EngineOptions o;
   o.max_queue = 4;
-  auto engine = NewEngine(o);  // no loop: nothing leaves the queue
+  // Before the engine: its destructor ends the queued requests, whose
+  // on_done writes into `out`.
   Outcomes out;
+  auto engine = NewEngine(o);  // no loop: nothing leaves the queue
   for (int i = 0; i < 4; ++i) {
     auto r = out.Request(i, Prompt("Hello"), Greedy(4));
     ASSERT_TRUE(engine->Submit(r).ok());
