@@ -8,12 +8,12 @@
 // scale, fma.
 //
 // Bit-identical to the vpdpbusd tiles. Per block and token, the chain needs
-// the exact int32 I = sum over the block of (q - kBias) * a (affine types:
-// q * a). AMX multiplies unsigned A by signed B, so the tokens are A, biased
-// to unsigned (a + 128), and the weights B, as signed w = q - kBias (Q8_0:
-// its own signed quants). Then C = sum (a + 128) w = I + 128 * sum(w), and
-// I = C - 128 * sum(w), with sum(w) per row and block taken once per tile.
-// Integers are exact, so I is the same int32 as the vpdpbusd tiles form and
+// the exact int32 I = sum over the block of w * a, with w the weight's
+// integer quant (q - kBias for biased types) and a the token's int8 quant.
+// AMX multiplies signed or unsigned bytes on either side, so the tokens are
+// A as they are (signed) and the weights B as they are: Q4_1's unsigned
+// nibbles (tdpbsud), Q4_0's q - 8 and Q8_0's own quants (tdpbssd). C starts
+// at zero and ends as I itself, the same int32 the vpdpbusd tiles form, and
 // the chain after it is the same floats in the same order.
 //
 // Layouts. B of a 16-row tile and a block is exactly the packed record's
@@ -57,8 +57,8 @@ inline void ConfigureAmxTiles() {
 }
 
 // The tokens as AMX wants them, in one pass over their blocks: the quants
-// as A tiles, [token group][block] -> 16 tokens x 32 bytes (eight Lines),
-// biased to unsigned; and their scales dx (and, affine, s = dx * sum) by
+// as A tiles, [token group][block] -> 16 tokens x 32 bytes (eight Lines);
+// and their scales dx (and, affine, s = dx * sum) by
 // [group][block][token], so the chain reads a group's sixteen at constant
 // offsets. The same floats PrepareTokenBlocks takes (the activation
 // block's f16 fields); AMX needs no bias term. Padding tokens past the end
@@ -76,7 +76,6 @@ void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, AmxTokenTiles& x) {
   x.a.resize(static_cast<size_t>(n_groups * n_blocks * 8));
   x.d.assign(static_cast<size_t>(n_groups * n_blocks * kAmxTokens), 0.0f);
   x.s.assign(U::kAffine ? x.d.size() : 0, 0.0f);
-  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t t = 0; t < n_groups * kAmxTokens; ++t) {
     const int64_t g = t / kAmxTokens, c = t % kAmxTokens;
     const auto* blocks = reinterpret_cast<const BlockX*>(a.x + t * a.x_stride);
@@ -86,7 +85,7 @@ void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, AmxTokenTiles& x) {
         _mm256_store_si256(dst, _mm256_setzero_si256());
         continue;
       }
-      _mm256_store_si256(dst, _mm256_xor_si256(Load256(blocks[j].qs), bias));
+      _mm256_store_si256(dst, Load256(blocks[j].qs));
       const size_t at = static_cast<size_t>((g * n_blocks + j) * kAmxTokens + c);
       x.d[at] = F16(&blocks[j].d);
       if constexpr (U::kAffine) x.s[at] = F16(&blocks[j].s);  // Q8_1 stores d * sum
@@ -94,17 +93,21 @@ void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, AmxTokenTiles& x) {
   }
 }
 
-// One packed 16-row tile made ready for AMX: per block its B (the record's
-// lines as signed weights), -128 * sum(w) per row, and the scales. Q8_0's
-// records hold the signed quants themselves, so its B is read in place.
+// One packed 16-row tile made ready for AMX: per block its B (the
+// record's lines as the weights' integer quants) and the scales. Q8_0's
+// records hold its signed quants, so its B is read in place; 4-bit types
+// unpack their nibbles (Q4_0's less its bias of 8).
 struct AmxRowTile {
   std::vector<Line> b;        // [n_blocks * 8] (4-bit types)
   const uint8_t* b_base;      // block j's B: 8 lines, 64 bytes apart, at b_base + j * b_step
   int64_t b_step;
-  std::vector<Line> neg_sum;  // [n_blocks]: int32 per row
   std::vector<Line> d, m;     // [n_blocks]: f32 per row (m: affine types)
   const Line* B(int64_t j) const { return reinterpret_cast<const Line*>(b_base + j * b_step); }
 };
+
+// Whether a type's B bytes are signed (tdpbssd) or unsigned (tdpbsud).
+template <typename U>
+constexpr bool kAmxSignedB = U::kPackedBits == 8 || U::kBias != 0;
 
 template <typename U>
 void PrepareAmxRowTile(const uint8_t* tile, int64_t n_in, AmxRowTile& rt) {
@@ -118,44 +121,45 @@ void PrepareAmxRowTile(const uint8_t* tile, int64_t n_in, AmxRowTile& rt) {
     rt.b_base = rt.b[0].b;
     rt.b_step = 8 * sizeof(Line);
   }
-  rt.neg_sum.resize(static_cast<size_t>(n_blocks));
   rt.d.resize(static_cast<size_t>(n_blocks));
   rt.m.resize(U::kAffine ? static_cast<size_t>(n_blocks) : 0);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(U::kBias));
-  const __m512i u128 = _mm512_set1_epi8(static_cast<char>(0x80));  // 128 as the unsigned operand
   for (int64_t j = 0; j < n_blocks; ++j) {
     const uint8_t* rec = tile + j * Packed<U>::kRecord;
-    __m512i sum128 = _mm512_setzero_si512();
-    if constexpr (kInPlace) {
-      for (int g = 0; g < 8; ++g) sum128 = _mm512_dpbusd_epi32(sum128, u128, _mm512_loadu_si512(rec + 64 * g));
-    } else {
+    if constexpr (!kInPlace) {
       __m512i w[8];
       RecordLines<U>(rec, w);
       for (int g = 0; g < 8; ++g) {
-        const __m512i ws = U::kBias != 0 ? _mm512_sub_epi8(w[g], bias) : w[g];
-        sum128 = _mm512_dpbusd_epi32(sum128, u128, ws);
-        _mm512_store_si512(rt.b[static_cast<size_t>(j * 8 + g)].b, ws);
+        _mm512_store_si512(rt.b[static_cast<size_t>(j * 8 + g)].b, U::kBias != 0 ? _mm512_sub_epi8(w[g], bias) : w[g]);
       }
     }
-    _mm512_store_si512(rt.neg_sum[static_cast<size_t>(j)].b, _mm512_sub_epi32(_mm512_setzero_si512(), sum128));
     _mm512_store_ps(rt.d[static_cast<size_t>(j)].b, RecordScales<U>(rec, 0));
     if constexpr (U::kAffine) _mm512_store_ps(rt.m[static_cast<size_t>(j)].b, RecordScales<U>(rec, 1));
   }
 }
 
 // Block j's tile multiply into C set `set` (0 or 3), stored to c_out.
-inline void AmxBlock(int set, const Line* a_tile, const Line* b_tile, const Line* c_init, int32_t* c_out) {
+template <bool kSignedB>
+inline void AmxBlock(int set, const Line* a_tile, const Line* b_tile, int32_t* c_out) {
   if (set == 0) {
-    _tile_loadd(0, c_init, 0);
+    _tile_zero(0);
     _tile_loadd(1, a_tile, kQK);
     _tile_loadd(2, b_tile, 64);
-    _tile_dpbusd(0, 1, 2);
+    if constexpr (kSignedB) {
+      _tile_dpbssd(0, 1, 2);
+    } else {
+      _tile_dpbsud(0, 1, 2);
+    }
     _tile_stored(0, c_out, 64);
   } else {
-    _tile_loadd(3, c_init, 0);
+    _tile_zero(3);
     _tile_loadd(4, a_tile, kQK);
     _tile_loadd(5, b_tile, 64);
-    _tile_dpbusd(3, 4, 5);
+    if constexpr (kSignedB) {
+      _tile_dpbssd(3, 4, 5);
+    } else {
+      _tile_dpbsud(3, 4, 5);
+    }
     _tile_stored(3, c_out, 64);
   }
 }
@@ -176,13 +180,12 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
 #pragma GCC unroll 16
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t j = 0; j < kAmxAhead && j < n_blocks; ++j) {
-    AmxBlock(j % 2 == 0 ? 0 : 3, a_tiles + j * 8, rt.B(j), rt.neg_sum.data() + j, c_buf[j]);
+    AmxBlock<kAmxSignedB<U>>(j % 2 == 0 ? 0 : 3, a_tiles + j * 8, rt.B(j), c_buf[j]);
   }
   for (int64_t j = 0; j < n_blocks; ++j) {
     const int64_t ahead = j + kAmxAhead;
     if (ahead < n_blocks) {
-      AmxBlock(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), rt.neg_sum.data() + ahead,
-               c_buf[ahead % (kAmxAhead + 1)]);
+      AmxBlock<kAmxSignedB<U>>(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), c_buf[ahead % (kAmxAhead + 1)]);
     }
     // The next tile's record j: its preparation would otherwise wait on
     // memory (a prefetch past the matrix is harmless).
