@@ -19,6 +19,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "kernels/kernels.h"
 
@@ -120,6 +122,68 @@ void RmsNormT(float* out, const float* x, const float* w, float eps, int64_t row
   }
 }
 
+// The cos and sin of one position's rope angles, laid out for the rotation:
+// NeoX pairs (i, i + half) take cs[i], sn[i]; interleaved pairs (2i, 2i + 1)
+// take both lanes, sn's first negated. Every layer ropes the q and k of the
+// same positions, so each thread keeps the latest ones (a hashed table of
+// kSlots): the cosf / sinf calls were most of a decode step's rope, and
+// the serial part of the step. A hit holds the very floats a miss computes.
+class RopeAngles {
+ public:
+  static constexpr int64_t kSlots = 256;
+
+  // cs at the result, sn at the result + 2 * half.
+  const float* Get(int32_t pos, int64_t half, float theta_scale, float freq_scale, bool neox) {
+    const int64_t width = 4 * half;
+    if (width != width_) {
+      width_ = width;
+      data_.assign(static_cast<size_t>(kSlots * width), 0.0f);
+      keys_.assign(kSlots, Key{});
+    }
+    uint32_t ts, fs;
+    std::memcpy(&ts, &theta_scale, 4);
+    std::memcpy(&fs, &freq_scale, 4);
+    const Key key{pos, ts, fs, neox, true};
+    const uint32_t hash = (static_cast<uint32_t>(pos) * 0x9E3779B1u) ^ (ts * 0x85EBCA6Bu) ^ fs ^ (neox ? 1u : 0u);
+    const int64_t slot = static_cast<int64_t>((hash ^ (hash >> 16)) % kSlots);
+    float* cs = data_.data() + slot * width;
+    if (keys_[static_cast<size_t>(slot)] == key) return cs;
+    keys_[static_cast<size_t>(slot)] = key;
+    float* sn = cs + 2 * half;
+    float theta = static_cast<float>(pos);
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = freq_scale * theta;
+      const float c = cosf(angle);
+      const float s = sinf(angle);
+      theta *= theta_scale;
+      if (neox) {
+        cs[i] = c;
+        sn[i] = s;
+      } else {
+        cs[2 * i] = c;
+        cs[2 * i + 1] = c;
+        sn[2 * i] = -s;
+        sn[2 * i + 1] = s;
+      }
+    }
+    return cs;
+  }
+
+ private:
+  struct Key {
+    int32_t pos = 0;
+    uint32_t theta_scale = 0, freq_scale = 0;
+    bool neox = false, valid = false;
+    bool operator==(const Key& o) const {
+      return valid && o.valid && pos == o.pos && theta_scale == o.theta_scale && freq_scale == o.freq_scale &&
+             neox == o.neox;
+    }
+  };
+  int64_t width_ = 0;
+  std::vector<float> data_;
+  std::vector<Key> keys_;
+};
+
 // Same angles as the reference (cosf / sinf of the float recurrence, the
 // same calls), and the rotation is written as plain multiplies and adds. GCC
 // may still fuse a multiply and an add into an FMA (C++ defaults to
@@ -129,63 +193,42 @@ void RopeT(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_
            const int32_t* pos, int64_t rot_dim, float freq_base, float freq_scale,
            RopeLayout layout) {
   constexpr int64_t L = V::kLanes;
-  constexpr int64_t kChunk = 128;  // pairs whose cos / sin are cached at a time
-  alignas(64) float cs[2 * kChunk];
-  alignas(64) float sn[2 * kChunk];
+  thread_local RopeAngles angles;
   const float theta_scale = powf(freq_base, -2.0f / static_cast<float>(rot_dim));
   const int64_t half = rot_dim / 2;
   const bool neox = layout == RopeLayout::kNeox;
   for (int64_t t = 0; t < n_tokens; ++t) {
-    float theta = static_cast<float>(pos[t]);
-    for (int64_t i0 = 0; i0 < half; i0 += kChunk) {
-      const int64_t np = half - i0 < kChunk ? half - i0 : kChunk;
-      for (int64_t i = 0; i < np; ++i) {
-        const float angle = freq_scale * theta;
-        const float c = cosf(angle);
-        const float s = sinf(angle);
-        theta *= theta_scale;
-        if (neox) {
-          cs[i] = c;
-          sn[i] = s;
-        } else {
-          cs[2 * i] = c;
-          cs[2 * i + 1] = c;
-          sn[2 * i] = -s;
-          sn[2 * i + 1] = s;
+    const float* cs = angles.Get(pos[t], half, theta_scale, freq_scale, neox);
+    const float* sn = cs + 2 * half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* xh = x + t * row_stride + h * head_dim;
+      if (neox) {
+        float* a = xh;
+        float* b = xh + half;
+        auto rotate = [&](int64_t i, auto load, auto store) {
+          const auto av = load(a + i), bv = load(b + i);
+          const auto c = load(cs + i), s = load(sn + i);
+          store(a + i, V::Sub(V::Mul(av, c), V::Mul(bv, s)));
+          store(b + i, V::Add(V::Mul(av, s), V::Mul(bv, c)));
+        };
+        int64_t i = 0;
+        for (; i + L <= half; i += L) rotate(i, V::Load, V::Store);
+        if (i < half) {
+          const auto m = V::TailMask(half - i);
+          rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
+                 [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
         }
-      }
-      for (int64_t h = 0; h < n_heads; ++h) {
-        float* xh = x + t * row_stride + h * head_dim;
-        if (neox) {
-          float* a = xh + i0;
-          float* b = xh + i0 + half;
-          auto rotate = [&](int64_t i, auto load, auto store) {
-            const auto av = load(a + i), bv = load(b + i);
-            const auto c = load(cs + i), s = load(sn + i);
-            store(a + i, V::Sub(V::Mul(av, c), V::Mul(bv, s)));
-            store(b + i, V::Add(V::Mul(av, s), V::Mul(bv, c)));
-          };
-          int64_t i = 0;
-          for (; i + L <= np; i += L) rotate(i, V::Load, V::Store);
-          if (i < np) {
-            const auto m = V::TailMask(np - i);
-            rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
-                   [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
-          }
-        } else {
-          float* a = xh + 2 * i0;
-          auto rotate = [&](int64_t i, auto load, auto store) {
-            const auto xv = load(a + i);
-            store(a + i, V::Add(V::Mul(xv, load(cs + i)), V::Mul(V::SwapPairs(xv), load(sn + i))));
-          };
-          const int64_t n = 2 * np;
-          int64_t i = 0;
-          for (; i + L <= n; i += L) rotate(i, V::Load, V::Store);
-          if (i < n) {
-            const auto m = V::TailMask(n - i);
-            rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
-                   [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
-          }
+      } else {
+        auto rotate = [&](int64_t i, auto load, auto store) {
+          const auto xv = load(xh + i);
+          store(xh + i, V::Add(V::Mul(xv, load(cs + i)), V::Mul(V::SwapPairs(xv), load(sn + i))));
+        };
+        int64_t i = 0;
+        for (; i + L <= rot_dim; i += L) rotate(i, V::Load, V::Store);
+        if (i < rot_dim) {
+          const auto m = V::TailMask(rot_dim - i);
+          rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
+                 [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
         }
       }
     }

@@ -178,6 +178,37 @@ TEST(FloatOpsTest, RopeMatchesScalar) {
   }
 }
 
+// The SIMD ropes keep the latest positions' angles per thread (each layer
+// ropes the same positions): a position met again, under another base,
+// scale, layout or width in between, still gets its own angles.
+TEST(FloatOpsTest, RopeAnglesReusedAcrossCallsStayExact) {
+  struct Config {
+    int64_t rot_dim;
+    float base, freq_scale;
+    RopeLayout layout;
+  };
+  const Config configs[] = {{64, 10000.0f, 1.0f, RopeLayout::kNormal},  {64, 1000000.0f, 1.0f, RopeLayout::kNormal},
+                            {64, 10000.0f, 0.25f, RopeLayout::kNormal}, {64, 10000.0f, 1.0f, RopeLayout::kNeox},
+                            {32, 10000.0f, 1.0f, RopeLayout::kNormal}};
+  // 300 distinct positions, more than the table keeps, then the first again.
+  std::vector<int32_t> pos(300);
+  for (int32_t i = 0; i < 300; ++i) pos[static_cast<size_t>(i)] = i * 7;
+  const int64_t head_dim = 64, n_heads = 2, n = static_cast<int64_t>(pos.size());
+  FOR_EACH_SIMD_TABLE(t) {
+    for (int round = 0; round < 2; ++round) {
+      for (const Config& c : configs) {
+        const auto x = Random(static_cast<size_t>(n * n_heads * head_dim), -2.0f, 2.0f, 11);
+        std::vector<float> want(x), got(x);
+        Scalar().rope(want.data(), n, n_heads, head_dim, n_heads * head_dim, pos.data(), c.rot_dim, c.base,
+                      c.freq_scale, c.layout);
+        t->rope(got.data(), n, n_heads, head_dim, n_heads * head_dim, pos.data(), c.rot_dim, c.base, c.freq_scale,
+                c.layout);
+        ExpectClose(got, want, 2.5e-7, 2.5e-7, std::string(t->name) + " round " + std::to_string(round));
+      }
+    }
+  }
+}
+
 TEST(FloatOpsTest, SoftmaxMatchesScalar) {
   FOR_EACH_SIMD_TABLE(t) {
     for (int64_t cols : Sizes()) {
