@@ -143,6 +143,21 @@ struct KeyRows {
   }
 };
 
+// Rows of the next block of keys to bring towards L1 while this block is
+// computed, a few per step of the loops that read this block: a burst of
+// prefetches fills the core's line fill buffers and stalls it as a miss
+// would, while spread out they overlap the arithmetic.
+struct Ahead {
+  const char* const* rows = nullptr;
+  int64_t n = 0;      // rows
+  int64_t bytes = 0;  // from each row's pointer on
+  void Fetch(int64_t from, int64_t to) const {
+    for (int64_t r = from; r < to && r < n; ++r) {
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(rows[r] + b, _MM_HINT_T0);
+    }
+  }
+};
+
 // Query heads of one kv head and one token that are attended together, and
 // the largest head_dim the on-stack accumulators hold.
 constexpr int64_t kGroupHeads = 8;
@@ -158,12 +173,13 @@ constexpr int64_t kMaxBlock = 64;  // keys per online-softmax block
 // order as AttentionScores, four keys to one Reduce4.
 template <class V, int HN, typename E>
 inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* krow, int64_t nb, int64_t head_dim,
-                        float scale) {
+                        float scale, const Ahead& ahead = {}) {
   constexpr int64_t L = V::kLanes;
   const int64_t full = head_dim / L * L;
   const auto tail = V::TailMask(head_dim - full);
   int64_t j = 0;
   for (; j + 4 <= nb; j += 4) {
+    ahead.Fetch(j, j + 4);
     typename V::T a[HN][4];
     for (int h = 0; h < HN; ++h)
       for (int i = 0; i < 4; ++i) a[h][i] = V::Zero();
@@ -189,6 +205,7 @@ inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* k
       for (int i = 0; i < 4; ++i) p[h][j + i] = scale * r[i];
     }
   }
+  ahead.Fetch(j, ahead.n);
   for (; j < nb; ++j) {
     for (int h = 0; h < HN; ++h) {
       const float* qh = q + h * head_dim;
@@ -204,14 +221,16 @@ inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* k
 // heads (acc rows head_dim apart): each V row slice converted once for all.
 template <class V, int HN, int NV, typename E>
 inline void GroupAccumulate(float* acc, int64_t head_dim, int64_t c, const float* corr, const float (*p)[kMaxBlock],
-                            const E* const* vrow, int64_t nb) {
+                            const E* const* vrow, int64_t nb, const Ahead& ahead = {}) {
   constexpr int64_t L = V::kLanes;
   typename V::T a[HN][NV];
   for (int h = 0; h < HN; ++h) {
     const auto cv = V::Set1(corr[h]);
     for (int i = 0; i < NV; ++i) a[h][i] = V::Mul(V::Load(acc + h * head_dim + c + i * L), cv);
   }
+  ahead.Fetch(nb, ahead.n);
   for (int64_t j = 0; j < nb; ++j) {
+    ahead.Fetch(j, j + 1);
     typename V::T v[NV];
     for (int i = 0; i < NV; ++i) v[i] = LoadE<V>(vrow[j] + c + i * L);
     for (int h = 0; h < HN; ++h) {
@@ -227,12 +246,16 @@ inline void GroupAccumulate(float* acc, int64_t head_dim, int64_t c, const float
 // accumulators), then a masked tail per head.
 template <class V, int HN, typename E>
 inline void GroupAccumulateAll(float* acc, int64_t head_dim, const float* corr, const float (*p)[kMaxBlock],
-                               const E* const* vrow, int64_t nb) {
+                               const E* const* vrow, int64_t nb, const Ahead& ahead = {}) {
   constexpr int64_t L = V::kLanes;
   constexpr int kNV = 16 / HN >= 4 ? 4 : 16 / HN;
   int64_t c = 0;
-  for (; head_dim - c >= kNV * L; c += kNV * L) GroupAccumulate<V, HN, kNV>(acc, head_dim, c, corr, p, vrow, nb);
-  for (; head_dim - c >= L; c += L) GroupAccumulate<V, HN, 1>(acc, head_dim, c, corr, p, vrow, nb);
+  for (; head_dim - c >= kNV * L; c += kNV * L) {
+    GroupAccumulate<V, HN, kNV>(acc, head_dim, c, corr, p, vrow, nb, c == 0 ? ahead : Ahead{});
+  }
+  for (; head_dim - c >= L; c += L) {
+    GroupAccumulate<V, HN, 1>(acc, head_dim, c, corr, p, vrow, nb, c == 0 ? ahead : Ahead{});
+  }
   if (c < head_dim) {
     const auto m = V::TailMask(head_dim - c);
     for (int h = 0; h < HN; ++h) {
@@ -259,6 +282,8 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
   alignas(64) float p[kGroupHeads][kMaxBlock];
   const E* krow[kMaxBlock];
   const E* vrow[kMaxBlock];
+  const char* knext[kMaxBlock];
+  const char* vnext[kMaxBlock];
   float max[kGroupHeads], sum[kGroupHeads], corr[kGroupHeads];
   for (int64_t i = 0; i < nh; ++i) {
     max[i] = -INFINITY;
@@ -279,30 +304,27 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
         vrow[r + i] = v + i * kv.stride;
       }
     }
-    // The next block's K and V rows: a paged cache jumps between pages,
-    // and the slices of a row are short strided streams the hardware
-    // prefetcher picks up late. One block ahead hides the DRAM latency.
+    // The next block's K and V rows, prefetched while this one is computed:
+    // a paged cache jumps between pages, and the slices of a row are short
+    // strided streams the hardware prefetcher picks up late.
     const int64_t j1 = j0 + nb, n1 = end - j1 < block ? end - j1 : block;
     for (int64_t r = 0, run = 0; r < n1; r += run) {
       run = kv.Run(j1 + r, n1 - r);
       const int64_t row = kv.Row(j1 + r);
       for (int64_t i = 0; i < run; ++i) {
-        const char* k1 = reinterpret_cast<const char*>(kv.k + (row + i) * kv.stride);
-        const char* v1 = reinterpret_cast<const char*>(kv.v + (row + i) * kv.stride);
-        for (int64_t b = 0; b < row_bytes; b += 64) {
-          _mm_prefetch(k1 + b, _MM_HINT_T0);
-          _mm_prefetch(v1 + b, _MM_HINT_T0);
-        }
+        knext[r + i] = reinterpret_cast<const char*>(kv.k + (row + i) * kv.stride);
+        vnext[r + i] = reinterpret_cast<const char*>(kv.v + (row + i) * kv.stride);
       }
     }
+    const Ahead k_ahead{knext, n1, row_bytes}, v_ahead{vnext, n1, row_bytes};
     for (int64_t h0 = 0; h0 < nh; h0 += kFusedHeads) {
       const int64_t hn = nh - h0 < kFusedHeads ? nh - h0 : kFusedHeads;
       const float* qh = q_heads + h0 * head_dim;
       switch (hn) {
-        case 1: GroupScores<V, 1>(p + h0, qh, krow, nb, head_dim, scale); break;
-        case 2: GroupScores<V, 2>(p + h0, qh, krow, nb, head_dim, scale); break;
-        case 3: GroupScores<V, 3>(p + h0, qh, krow, nb, head_dim, scale); break;
-        default: GroupScores<V, 4>(p + h0, qh, krow, nb, head_dim, scale); break;
+        case 1: GroupScores<V, 1>(p + h0, qh, krow, nb, head_dim, scale, h0 == 0 ? k_ahead : Ahead{}); break;
+        case 2: GroupScores<V, 2>(p + h0, qh, krow, nb, head_dim, scale, h0 == 0 ? k_ahead : Ahead{}); break;
+        case 3: GroupScores<V, 3>(p + h0, qh, krow, nb, head_dim, scale, h0 == 0 ? k_ahead : Ahead{}); break;
+        default: GroupScores<V, 4>(p + h0, qh, krow, nb, head_dim, scale, h0 == 0 ? k_ahead : Ahead{}); break;
       }
     }
     for (int64_t i = 0; i < nh; ++i) {
@@ -319,10 +341,10 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
       const int64_t hn = nh - h0 < kFusedHeads ? nh - h0 : kFusedHeads;
       float* ah = acc + h0 * head_dim;
       switch (hn) {
-        case 1: GroupAccumulateAll<V, 1>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
-        case 2: GroupAccumulateAll<V, 2>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
-        case 3: GroupAccumulateAll<V, 3>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
-        default: GroupAccumulateAll<V, 4>(ah, head_dim, corr + h0, p + h0, vrow, nb); break;
+        case 1: GroupAccumulateAll<V, 1>(ah, head_dim, corr + h0, p + h0, vrow, nb, h0 == 0 ? v_ahead : Ahead{}); break;
+        case 2: GroupAccumulateAll<V, 2>(ah, head_dim, corr + h0, p + h0, vrow, nb, h0 == 0 ? v_ahead : Ahead{}); break;
+        case 3: GroupAccumulateAll<V, 3>(ah, head_dim, corr + h0, p + h0, vrow, nb, h0 == 0 ? v_ahead : Ahead{}); break;
+        default: GroupAccumulateAll<V, 4>(ah, head_dim, corr + h0, p + h0, vrow, nb, h0 == 0 ? v_ahead : Ahead{}); break;
       }
     }
   }
