@@ -398,6 +398,11 @@ const AttnCase kAttnCases[] = {
     // head_dim above the on-stack accumulators (the scratch path).
     {16, 1, 32, 2, 70, 72, 0, 0, 0, 0},
     {12, 2, 64, 3, 130, 133, 0, 20.0f, 1, 11},
+    // Decode with many heads: 8 kv heads of 3, 32 query heads on one kv
+    // head, a range that starts and ends inside kv heads.
+    {24, 8, 64, 1, 70, 71, 0, 0, 0, 0},
+    {32, 1, 32, 1, 40, 41, 0, 0, 0, 0},
+    {24, 8, 64, 1, 90, 91, 0, 0, 4, 23},
     {2, 1, 576, 2, 3, 5, 0, 0, 0, 0},
     {3, 1, 520, 3, 90, 93, 50, 0, 0, 0},
     // Queries past the end of the cache: the window leaves no key -> zeros.
