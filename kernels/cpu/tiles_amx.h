@@ -183,10 +183,6 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
     AmxBlock<kAmxSignedB<U>>(j % 2 == 0 ? 0 : 3, a_tiles + j * 8, rt.B(j), c_buf[j]);
   }
   for (int64_t j = 0; j < n_blocks; ++j) {
-    const int64_t ahead = j + kAmxAhead;
-    if (ahead < n_blocks) {
-      AmxBlock<kAmxSignedB<U>>(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), c_buf[ahead % (kAmxAhead + 1)]);
-    }
     // The next tile's record j: its preparation would otherwise wait on
     // memory (a prefetch past the matrix is harmless).
     if (next_tile != nullptr) {
@@ -202,6 +198,12 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
 #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) {
       acc[c] = ChainStep<U::kAffine>(acc[c], _mm512_load_si512(sums + 16 * c), dw, mw, dx[c], U::kAffine ? sx[c] : 0.0f);
+    }
+    // The multiply kAmxAhead blocks on, issued after this block's chain:
+    // its tile store then waits behind the chain's loads, not before them.
+    const int64_t ahead = j + kAmxAhead;
+    if (ahead < n_blocks) {
+      AmxBlock<kAmxSignedB<U>>(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), c_buf[ahead % (kAmxAhead + 1)]);
     }
   }
   const __mmask16 keep = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
