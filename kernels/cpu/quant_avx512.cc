@@ -4,8 +4,9 @@
 // bytes in element order (signed ones biased: q + 8, q + 16, q + 32,
 // q ^ 0x80, the bias taken back with the activation sums, exact for any
 // int8 activation), and its per-sub-block scales for 16 rows. Float
-// weights use quant_simd.h's row-major tiles. Activation quantization is
-// inherited from the AVX2 table.
+// weights use quant_simd.h's row-major tiles. Q8_0 / Q8_1 activations are
+// quantized here, bit for bit as the AVX2 table does; the rest (Q8_K, f16)
+// is inherited from it.
 #include <immintrin.h>
 
 #include <cstring>
@@ -332,6 +333,68 @@ void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t 
   ATRIUM_CHECK(packed, "pack_rows: type %d has no packed form", static_cast<int>(wtype));
 }
 
+// ---------------------------------------------------------------------------
+// Activation quantizers: Q8_0 and Q8_1 as the AVX2 table forms them (GGML's
+// x86 quantize_row_q8_0 / q8_1: id = 127 / amax, round half to even), bit
+// for bit, one block in two registers; other types are the AVX2 table's.
+
+using QuantizeFn = void (*)(DType, void*, const float*, int64_t);
+QuantizeFn g_fallback_quantize = nullptr;
+
+inline void StoreF16(void* p, float f) {  // p may be misaligned
+  const uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+  std::memcpy(p, &h, 2);
+}
+
+template <bool kSum>
+inline void QuantQ8Block(const float* x, void* d_out, void* s_out, int8_t* qs) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const __m512 amax = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+  __m256 m = _mm256_max_ps(_mm512_castps512_ps256(amax), _mm512_extractf32x8_ps(amax, 1));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  const float max_abs = _mm_cvtss_f32(h);
+  const float d = max_abs / 127;
+  const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
+  StoreF16(d_out, d);
+  const __m512 idv = _mm512_set1_ps(id);
+  const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
+  if constexpr (kSum) {
+    // Integers of at most 32 * 127: the same sum in any order.
+    const __m512i s = _mm512_add_epi32(q0, q1);
+    __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    StoreF16(s_out, static_cast<float>(_mm_cvtsi128_si32(s4)) * d);
+  }
+}
+
+void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
+  auto* out = static_cast<uint8_t*>(dst);
+  switch (type) {
+    case DType::kQ8_0:
+      ATRIUM_CHECK(n % kQK == 0, "quantize_row: n=%lld", static_cast<long long>(n));
+      for (int64_t i = 0; i < n / kQK; ++i) {
+        auto* b = reinterpret_cast<BlockQ8_0*>(out + i * sizeof(BlockQ8_0));
+        QuantQ8Block<false>(x + i * kQK, &b->d, nullptr, b->qs);
+      }
+      return;
+    case DType::kQ8_1:
+      ATRIUM_CHECK(n % kQK == 0, "quantize_row: n=%lld", static_cast<long long>(n));
+      for (int64_t i = 0; i < n / kQK; ++i) {
+        auto* b = reinterpret_cast<BlockQ8_1*>(out + i * sizeof(BlockQ8_1));
+        QuantQ8Block<true>(x + i * kQK, &b->d, &b->s, b->qs);
+      }
+      return;
+    default: return g_fallback_quantize(type, dst, x, n);
+  }
+}
+
 #include "kernels/cpu/tiles_amx.h"
 
 // matmul_packed on the vpdpbusd tiles (kAmx = false) or on AMX tiles.
@@ -355,6 +418,8 @@ void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, i
 void FillQuantAmx(CpuKernels& t) { t.matmul_packed = MatmulPackedFor<true>; }
 
 void FillQuant(CpuKernels& t) {
+  g_fallback_quantize = t.quantize_row;
+  t.quantize_row = QuantizeRow;
   FillMatmul<Isa, F32, F16W, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K>(t);
   t.packed_bytes = PackedBytes;
   t.pack_rows = PackRowsFor;
