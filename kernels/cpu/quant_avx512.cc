@@ -375,24 +375,10 @@ inline void QuantQ8Block(const float* x, void* d_out, void* s_out, int8_t* qs) {
 }
 
 void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
-  auto* out = static_cast<uint8_t*>(dst);
-  switch (type) {
-    case DType::kQ8_0:
-      ATRIUM_CHECK(n % kQK == 0, "quantize_row: n=%lld", static_cast<long long>(n));
-      for (int64_t i = 0; i < n / kQK; ++i) {
-        auto* b = reinterpret_cast<BlockQ8_0*>(out + i * sizeof(BlockQ8_0));
-        QuantQ8Block<false>(x + i * kQK, &b->d, nullptr, b->qs);
-      }
-      return;
-    case DType::kQ8_1:
-      ATRIUM_CHECK(n % kQK == 0, "quantize_row: n=%lld", static_cast<long long>(n));
-      for (int64_t i = 0; i < n / kQK; ++i) {
-        auto* b = reinterpret_cast<BlockQ8_1*>(out + i * sizeof(BlockQ8_1));
-        QuantQ8Block<true>(x + i * kQK, &b->d, &b->s, b->qs);
-      }
-      return;
-    default: return g_fallback_quantize(type, dst, x, n);
-  }
+  const auto block = [](auto sum, const float* xb, void* d, void* s_out, int8_t* qs) {
+    QuantQ8Block<decltype(sum)::value>(xb, d, s_out, qs);
+  };
+  if (!QuantizeQ8Rows(type, dst, x, n, block)) g_fallback_quantize(type, dst, x, n);
 }
 
 #include "kernels/cpu/tiles_amx.h"

@@ -42,6 +42,26 @@ using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
 // float rows; on AVX-512, an odd last 32-element block).
 VecDotFn g_fallback_vec_dot = nullptr;
 
+// Q8_0 / Q8_1 activation rows, block by block, with an ISA's block
+// quantizer: block(kSum, x, d, s, qs) with kSum a std::bool_constant (true
+// for Q8_1, whose s it also writes). False for every other type.
+template <typename BlockFn>
+bool QuantizeQ8Rows(DType type, void* dst, const float* x, int64_t n, BlockFn&& block) {
+  if (type != DType::kQ8_0 && type != DType::kQ8_1) return false;
+  ATRIUM_CHECK(n % kQK == 0, "quantize_row: n=%lld", static_cast<long long>(n));
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    if (type == DType::kQ8_0) {
+      auto* b = reinterpret_cast<BlockQ8_0*>(out + i * sizeof(BlockQ8_0));
+      block(std::false_type{}, x + i * kQK, &b->d, nullptr, b->qs);
+    } else {
+      auto* b = reinterpret_cast<BlockQ8_1*>(out + i * sizeof(BlockQ8_1));
+      block(std::true_type{}, x + i * kQK, &b->d, &b->s, b->qs);
+    }
+  }
+  return true;
+}
+
 inline float F16(const void* p) {  // p may be misaligned (packed blocks)
   uint16_t h;
   std::memcpy(&h, p, 2);
