@@ -9,7 +9,7 @@
 // half the attention's reads, llama.cpp's default), so position t of a sequence lives at
 // slot table.blocks[t / block_tokens] * block_tokens + t % block_tokens, and
 // its key at k(layer) + slot * k_dim. Memory is reserved up front (anonymous
-// mmap) and pages are touched only as blocks fill.
+// mmap); its pages are committed by Commit(), or else as blocks first fill.
 //
 // Not thread-safe: the engine's step loop is the only user.
 #pragma once
@@ -51,6 +51,14 @@ class KvPool {
 
   ~KvPool();
   KvPool(const KvPool&) = delete;
+
+  // Commits every page of the pool now (they are zero either way), as
+  // llama.cpp and vLLM allocate their caches up front: a decode step then
+  // never takes a page fault writing a new block's first keys (with 16
+  // streams, about 90 a step, on the thread that runs the step), and a
+  // host short of memory fails here rather than mid-request.
+  // RESOURCE_EXHAUSTED when the memory is not there.
+  Status Commit();
   KvPool& operator=(const KvPool&) = delete;
 
   int64_t n_layers() const { return n_layers_; }

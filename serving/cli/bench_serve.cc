@@ -178,6 +178,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
   ops::Context ctx(common.threads);
   EngineOptions options;
   options.kv_budget_bytes = f.kv_mib << 20;
+  options.kv_commit = !f.kv_lazy;
   StatusOr<std::unique_ptr<Engine>> created = Engine::Create(*loaded->model, *loaded->tokenizer, options);
   if (!created.ok()) return Fail(created.status());
   Engine& engine = **created;
@@ -336,6 +337,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
       {"shared_prefix", f.shared_prefix},
       {"seed", f.seed},
       {"kv_mib", f.kv_mib},
+      {"kv_lazy", f.kv_lazy},
       {"requests", n_requests},
       {"failed", failed},
       {"prompt_tokens", prompt_total},

@@ -46,6 +46,7 @@ struct BenchServeFlags {
   std::string output_tokens = "16:256";
   int64_t shared_prefix = 0;
   int64_t kv_mib = 256;
+  bool kv_lazy = false;  // commit the KV pool's pages as blocks fill, not at start
   uint64_t seed = 1;
 };
 

@@ -126,6 +126,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   bench_serve->add_option("--kv-mib", serve_flags.kv_mib, "Paged KV pool size in MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  bench_serve->add_flag("--kv-lazy", serve_flags.kv_lazy,
+                        "Commit the KV pool's memory as blocks first fill instead of at start (the page "
+                        "faults then land in decode steps, as in a server's first minutes)");
   bench_serve->add_option("--seed", serve_flags.seed, "Seed of the length draws")->capture_default_str();
 
   atrium::cli::ServeFlags serve_run_flags;

@@ -79,6 +79,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(Model& model, const Tokenizer& 
   if (options.max_queue == 0) return InvalidArgument("engine: max_queue must be at least 1");
   ASSIGN_OR_RETURN(std::unique_ptr<KvPool> pool,
                    model.NewKvPool(options.block_tokens, options.kv_budget_bytes, options.kv_dtype));
+  if (options.kv_commit) RETURN_IF_ERROR(pool->Commit());
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, std::move(pool)));
 }
 

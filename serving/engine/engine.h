@@ -35,6 +35,10 @@ namespace atrium {
 struct EngineOptions {
   int32_t block_tokens = 16;
   int64_t kv_budget_bytes = int64_t{256} << 20;  // the paged KV pool
+  // Commit the pool's memory when the engine starts (KvPool::Commit); off,
+  // pages are committed as blocks first fill, and a page fault lands in
+  // some decode step.
+  bool kv_commit = true;
   // f16 (llama.cpp's default) holds twice the tokens and halves attention's
   // reads; f32 is exact to the single-request path (Session, atrium generate).
   DType kv_dtype = DType::kF16;

@@ -1,5 +1,8 @@
 #include "runtime/kv_pool.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <map>
 #include <random>
@@ -254,6 +257,32 @@ TEST(KvPoolTest, RandomizedOperationsKeepInvariants) {
   std::printf("reserve failures %d, copies %d\n", exhausted, copies);
   for (Seq& s : seqs) pool->Release(s.table);
   EXPECT_EQ(pool->free_blocks(), kBlocks);
+}
+
+// Resident pages of [p, p + bytes) (p page aligned), by mincore.
+int64_t ResidentPages(void* p, size_t bytes) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((bytes + page - 1) / page);
+  EXPECT_EQ(::mincore(p, bytes, in.data()), 0);
+  int64_t n = 0;
+  for (unsigned char c : in) n += c & 1;
+  return n;
+}
+
+// Commit() makes every page of the pool resident (no page fault later in a
+// decode step); before it, none of a fresh pool's pages is.
+TEST(KvPoolTest, CommitMakesEveryPageResident) {
+  auto pool = KvPool::Create(3, 64, 64, 16, int64_t{6} << 20, DType::kF16);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  KvPool& p = **pool;
+  const size_t k_bytes = static_cast<size_t>(p.total_blocks()) * 16 * 64 * 2;
+  EXPECT_EQ(ResidentPages(p.k_data(0), k_bytes), 0);
+  ASSERT_TRUE(p.Commit().ok());
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  for (int64_t l = 0; l < 3; ++l) {
+    EXPECT_EQ(ResidentPages(p.k_data(l), k_bytes), static_cast<int64_t>((k_bytes + page - 1) / page)) << "layer " << l;
+    EXPECT_EQ(ResidentPages(p.v_data(l), k_bytes), static_cast<int64_t>((k_bytes + page - 1) / page)) << "layer " << l;
+  }
 }
 
 }  // namespace
