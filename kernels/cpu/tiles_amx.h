@@ -52,6 +52,11 @@ inline void ConfigureAmxTiles() {
     p.rows[set + 2] = kQK / 4;
     p.colsb[set + 2] = 64;
   }
+  // GCC does not count ldtilecfg as a read of the palette and may drop the
+  // stores above as dead: inlined into another caller it did, leaving every
+  // tile unconfigured (SIGILL at the first tile instruction). The empty asm
+  // makes the palette's memory used.
+  asm volatile("" : : "r"(&p) : "memory");
   _tile_loadconfig(&p);
   configured = true;
 }
