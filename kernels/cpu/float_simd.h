@@ -122,6 +122,18 @@ void RmsNormT(float* out, const float* x, const float* w, float eps, int64_t row
   }
 }
 
+// f(i, load, store) over [0, n) a vector at a time: whole vectors with
+// V::Load / V::Store, then the tail with masked ones.
+template <class V, typename F>
+inline void ForVectors(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + V::kLanes <= n; i += V::kLanes) f(i, V::Load, V::Store);
+  if (i < n) {
+    const auto m = V::TailMask(n - i);
+    f(i, [m](const float* p) { return V::LoadTail(p, m); }, [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
+  }
+}
+
 // The cos and sin of one position's rope angles, laid out for the rotation:
 // NeoX pairs (i, i + half) take cs[i], sn[i]; interleaved pairs (2i, 2i + 1)
 // take both lanes, sn's first negated. Every layer ropes the q and k of the
@@ -192,7 +204,6 @@ template <class V>
 void RopeT(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t row_stride,
            const int32_t* pos, int64_t rot_dim, float freq_base, float freq_scale,
            RopeLayout layout) {
-  constexpr int64_t L = V::kLanes;
   thread_local RopeAngles angles;
   const float theta_scale = powf(freq_base, -2.0f / static_cast<float>(rot_dim));
   const int64_t half = rot_dim / 2;
@@ -205,31 +216,17 @@ void RopeT(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_
       if (neox) {
         float* a = xh;
         float* b = xh + half;
-        auto rotate = [&](int64_t i, auto load, auto store) {
+        ForVectors<V>(half, [&](int64_t i, auto load, auto store) {
           const auto av = load(a + i), bv = load(b + i);
           const auto c = load(cs + i), s = load(sn + i);
           store(a + i, V::Sub(V::Mul(av, c), V::Mul(bv, s)));
           store(b + i, V::Add(V::Mul(av, s), V::Mul(bv, c)));
-        };
-        int64_t i = 0;
-        for (; i + L <= half; i += L) rotate(i, V::Load, V::Store);
-        if (i < half) {
-          const auto m = V::TailMask(half - i);
-          rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
-                 [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
-        }
+        });
       } else {
-        auto rotate = [&](int64_t i, auto load, auto store) {
+        ForVectors<V>(rot_dim, [&](int64_t i, auto load, auto store) {
           const auto xv = load(xh + i);
           store(xh + i, V::Add(V::Mul(xv, load(cs + i)), V::Mul(V::SwapPairs(xv), load(sn + i))));
-        };
-        int64_t i = 0;
-        for (; i + L <= rot_dim; i += L) rotate(i, V::Load, V::Store);
-        if (i < rot_dim) {
-          const auto m = V::TailMask(rot_dim - i);
-          rotate(i, [m](const float* p) { return V::LoadTail(p, m); },
-                 [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
-        }
+        });
       }
     }
   }
