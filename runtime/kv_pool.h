@@ -51,6 +51,7 @@ class KvPool {
 
   ~KvPool();
   KvPool(const KvPool&) = delete;
+  KvPool& operator=(const KvPool&) = delete;
 
   // Commits every page of the pool now (they are zero either way), as
   // llama.cpp and vLLM allocate their caches up front: a decode step then
@@ -59,7 +60,6 @@ class KvPool {
   // host short of memory fails here rather than mid-request.
   // RESOURCE_EXHAUSTED when the memory is not there.
   Status Commit();
-  KvPool& operator=(const KvPool&) = delete;
 
   int64_t n_layers() const { return n_layers_; }
   int64_t k_dim() const { return k_dim_; }

@@ -29,8 +29,8 @@ struct SamplingParams {
 };
 
 // The index of the largest of x[0 .. n), the lowest on ties (as
-// std::max_element, NaN never chosen unless x[0] is one), in two vectorized
-// passes: greedy decoding takes it over the whole vocabulary every token.
+// std::max_element, NaN never chosen unless x[0] is one), in one vectorized
+// pass: greedy decoding takes it over the whole vocabulary every token.
 int32_t Argmax(const float* x, int32_t n);
 
 class Sampler {

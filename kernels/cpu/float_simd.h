@@ -80,29 +80,29 @@ inline typename V::T Tanh(typename V::T x) {
   return V::Select(V::CmpLt(ax, V::Set1(0.625f)), small, large);
 }
 
+// f(i, load, store) over [0, n) a vector at a time: whole vectors with
+// V::Load / V::Store, then the tail with masked ones.
+template <class V, typename F>
+inline void ForVectors(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + V::kLanes <= n; i += V::kLanes) f(i, V::Load, V::Store);
+  if (i < n) {
+    const auto m = V::TailMask(n - i);
+    f(i, [m](const float* p) { return V::LoadTail(p, m); }, [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
+  }
+}
+
 // out = f(x) per vector (out may be x); the tail uses masked loads.
 template <class V, class F>
 inline void Map1(float* out, const float* x, int64_t n, F f) {
-  constexpr int64_t L = V::kLanes;
-  int64_t i = 0;
-  for (; i + L <= n; i += L) V::Store(out + i, f(V::Load(x + i)));
-  if (i < n) {
-    const auto m = V::TailMask(n - i);
-    V::StoreTail(out + i, m, f(V::LoadTail(x + i, m)));
-  }
+  ForVectors<V>(n, [&](int64_t i, auto load, auto store) { store(out + i, f(load(x + i))); });
 }
 
 // out = f(a, b) per vector. Each vector is loaded before it is stored, so out
 // may alias a or b exactly.
 template <class V, class F>
 inline void Map2(float* out, const float* a, const float* b, int64_t n, F f) {
-  constexpr int64_t L = V::kLanes;
-  int64_t i = 0;
-  for (; i + L <= n; i += L) V::Store(out + i, f(V::Load(a + i), V::Load(b + i)));
-  if (i < n) {
-    const auto m = V::TailMask(n - i);
-    V::StoreTail(out + i, m, f(V::LoadTail(a + i, m), V::LoadTail(b + i, m)));
-  }
+  ForVectors<V>(n, [&](int64_t i, auto load, auto store) { store(out + i, f(load(a + i), load(b + i))); });
 }
 
 template <class V>
@@ -119,18 +119,6 @@ void RmsNormT(float* out, const float* x, const float* w, float eps, int64_t row
     } else {
       Map2<V>(out + r * dim, xr, w, dim, [&](auto a, auto b) { return V::Mul(V::Mul(a, s), b); });
     }
-  }
-}
-
-// f(i, load, store) over [0, n) a vector at a time: whole vectors with
-// V::Load / V::Store, then the tail with masked ones.
-template <class V, typename F>
-inline void ForVectors(int64_t n, F&& f) {
-  int64_t i = 0;
-  for (; i + V::kLanes <= n; i += V::kLanes) f(i, V::Load, V::Store);
-  if (i < n) {
-    const auto m = V::TailMask(n - i);
-    f(i, [m](const float* p) { return V::LoadTail(p, m); }, [m](float* p, typename V::T v) { V::StoreTail(p, m, v); });
   }
 }
 

@@ -269,25 +269,12 @@ struct Isa {
 // ---------------------------------------------------------------------------
 // Activation quantizers, bit-identical to the scalar (GGML reference) ones.
 
-using QuantizeFn = void (*)(DType, void*, const float*, int64_t);
-QuantizeFn g_fallback_quantize = nullptr;
-
 inline __m256 AbsPs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
-inline float HMax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
 // Four vectors of 8 integer-valued floats in [-128, 127] -> 32 int8 in order.
 inline __m256i PackToI8(const __m256 v[4]) {
   const __m256i a = _mm256_packs_epi32(_mm256_cvtps_epi32(v[0]), _mm256_cvtps_epi32(v[1]));
   const __m256i b = _mm256_packs_epi32(_mm256_cvtps_epi32(v[2]), _mm256_cvtps_epi32(v[3]));
   return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-inline void StoreF16(void* p, float f) {  // p may be misaligned
-  const uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
-  std::memcpy(p, &h, 2);
 }
 
 // Q8_0 (kSum = false) and Q8_1 (kSum = true) as GGML's x86 quantize_row_q8_0 /

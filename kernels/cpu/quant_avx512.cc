@@ -338,23 +338,11 @@ void PackRowsFor(void* dst, const void* w, DType wtype, int64_t n_rows, int64_t 
 // x86 quantize_row_q8_0 / q8_1: id = 127 / amax, round half to even), bit
 // for bit, one block in two registers; other types are the AVX2 table's.
 
-using QuantizeFn = void (*)(DType, void*, const float*, int64_t);
-QuantizeFn g_fallback_quantize = nullptr;
-
-inline void StoreF16(void* p, float f) {  // p may be misaligned
-  const uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
-  std::memcpy(p, &h, 2);
-}
-
 template <bool kSum>
 inline void QuantQ8Block(const float* x, void* d_out, void* s_out, int8_t* qs) {
   const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
   const __m512 amax = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
-  __m256 m = _mm256_max_ps(_mm512_castps512_ps256(amax), _mm512_extractf32x8_ps(amax, 1));
-  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_max_ss(h, _mm_movehdup_ps(h));
-  const float max_abs = _mm_cvtss_f32(h);
+  const float max_abs = HMax(_mm256_max_ps(_mm512_castps512_ps256(amax), _mm512_extractf32x8_ps(amax, 1)));
   const float d = max_abs / 127;
   const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
   StoreF16(d_out, d);

@@ -42,6 +42,22 @@ using VecDotFn = float (*)(DType, const void*, const void*, int64_t);
 // float rows; on AVX-512, an odd last 32-element block).
 VecDotFn g_fallback_vec_dot = nullptr;
 
+// The table's quantize_row before the including file overrides it: the
+// types that file does not quantize itself. One per including file.
+using QuantizeFn = void (*)(DType, void*, const float*, int64_t);
+QuantizeFn g_fallback_quantize = nullptr;
+
+inline void StoreF16(void* p, float f) {  // p may be misaligned
+  const uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+  std::memcpy(p, &h, 2);
+}
+inline float HMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
 // Q8_0 / Q8_1 activation rows, block by block, with an ISA's block
 // quantizer: block(kSum, x, d, s, qs) with kSum a std::bool_constant (true
 // for Q8_1, whose s it also writes). False for every other type.

@@ -98,7 +98,7 @@ int RunServe(const CommonFlags& common, const ServeFlags& f) {
   }
   // Printed before Start takes the data directory.
   gateway::DataDir& d = *data;
-  const gateway::DataDir banner{d.path, nullptr, d.log_dir, d.new_admin_key, d.admin_key_file};
+  const gateway::DataDir banner{d.path, nullptr, d.log_dir, d.new_admin_key, d.admin_key_file, d.packed_dir};
   StatusOr<std::unique_ptr<gateway::GatewayServer>> server = gateway::GatewayServer::Start(o, std::move(d));
   if (!server.ok()) return Fail(server.status());
   PrintBanner(**server, banner, f);
