@@ -1,6 +1,8 @@
 // Helpers shared by tests: where test data and the real model files are.
 #pragma once
 
+#include <stdlib.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -33,6 +35,35 @@ inline bool ModelsRequired() {
   const char* v = std::getenv("ATRIUM_REQUIRE_MODELS");
   return v != nullptr && std::string(v) == "1";
 }
+
+// The atrium-worker binary built beside the tests (ATRIUM_BINARY_DIR).
+inline std::string WorkerBinary() {
+  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
+  return std::string(dir != nullptr ? dir : ".") + "/atrium-worker";
+}
+
+// A fresh private directory, removed with the object. Short and under
+// /tmp: a Unix socket path in it must fit in 107 bytes.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/atrium-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) ADD_FAILURE() << "mkdtemp failed";
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace atrium::testing
 

@@ -6,6 +6,11 @@
 #include <nlohmann/json.hpp>
 
 namespace atrium::gateway {
+
+int64_t UnixNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 namespace {
 
 // Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence: a cut
@@ -47,11 +52,7 @@ StatusOr<AuditRecord> NormalizeAuditRecord(AuditRecord r) {
     return InvalidArgument(StrFormat("audit record for %s has status code %d, not a canonical code",
                                      r.method.c_str(), code));
   }
-  if (r.time_ms == 0) {
-    r.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-  }
+  if (r.time_ms == 0) r.time_ms = UnixNowMs();
   for (std::string* s : {&r.tenant_id, &r.key_id, &r.method, &r.model}) CutUtf8(*s, kMaxAuditFieldBytes);
   r.seq = 0;
   return r;

@@ -28,6 +28,9 @@
 
 namespace atrium::gateway {
 
+// The wall clock in Unix epoch milliseconds (audit times, store timestamps).
+int64_t UnixNowMs();
+
 struct AuditRecord {
   int64_t seq = 0;      // assigned by Append, increasing; ignored on input
   int64_t time_ms = 0;  // when the call started, Unix epoch ms; 0 on input: now

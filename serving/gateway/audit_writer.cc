@@ -17,11 +17,6 @@ AuditWriter::~AuditWriter() {
 }
 
 void AuditWriter::Add(AuditRecord record) {
-  if (record.time_ms == 0) {
-    record.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (queue_.size() >= kMaxQueued) {

@@ -8,17 +8,12 @@
 namespace atrium::gateway {
 namespace {
 
-int64_t UnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 double Seconds(CallRecord::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 }  // namespace
 
 CallRecord::CallRecord(const CallSinks& sinks, std::string method)
-    : sinks_(sinks), method_(std::move(method)), start_unix_ms_(UnixMs()) {}
+    : sinks_(sinks), method_(std::move(method)), start_unix_ms_(UnixNowMs()) {}
 
 void CallRecord::set_principal(const Principal& principal) {
   tenant_id_ = principal.tenant_id;

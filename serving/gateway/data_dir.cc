@@ -53,10 +53,7 @@ StatusOr<DataDir> OpenDataDir(const std::string& path) {
   ASSIGN_OR_RETURN(TenantPage page, d.store->ListTenants(1, ""));
   if (!page.tenants.empty()) return d;
 
-  StatusOr<Tenant> admin = d.store->GetTenant(kAdminTenant);
-  if (!admin.ok()) {
-    ASSIGN_OR_RETURN(admin, d.store->CreateTenant(kAdminTenant, "Operator"));
-  }
+  RETURN_IF_ERROR(d.store->CreateTenant(kAdminTenant, "Operator").status());
   ASSIGN_OR_RETURN(IssuedKey key, d.store->IssueKey(kAdminTenant, /*admin=*/true));
   RETURN_IF_ERROR(WritePrivateFile(d.admin_key_file, key.secret + "\n"));
   d.new_admin_key = std::move(key);

@@ -81,11 +81,7 @@ void GenerationCall::OnWorkerRead(bool ok) {
   if (!ok) return;  // the stream ended: OnWorkerDone follows
   {
     std::lock_guard<std::mutex> lock(mu_);
-    record_.TokensArrived(read_msg_.token_ids_size());
-    if (read_msg_.has_usage()) {
-      record_.set_prompt_tokens(read_msg_.usage().prompt_tokens());
-      record_.set_completion_tokens(read_msg_.usage().completion_tokens());
-    }
+    record_.TokensArrived(read_msg_.token_ids_size());  // the count if the worker dies before its trailers
     Deliver(read_msg_);
   }
   read_msg_.Clear();

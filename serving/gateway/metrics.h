@@ -21,7 +21,7 @@
 // | atrium_generation_tokens_total           | counter   | model          | vllm:generation_tokens_total            |
 // | atrium_streams_active                    | gauge     | -              | - (open Generate/Chat calls)            |
 // | atrium_workers                           | gauge     | -              | - (one worker process per tenant)       |
-// | atrium_worker_exits_total                | counter   | reason         | - (idle, crashed, stopped)              |
+// | atrium_worker_exits_total                | counter   | reason         | - (idle, crashed, exited, shutdown)     |
 // | atrium_quota_rejections_total            | counter   | tenant         | -                                       |
 //
 // The per-tenant gauges come from each worker's Health answer (polled by

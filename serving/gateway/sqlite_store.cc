@@ -79,12 +79,6 @@ constexpr const char* kAuditColumns =
     "seq, time_ms, tenant_id, key_id, method, model, prompt_tokens, completion_tokens, "
     "status_code, latency_ms";
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Status AlreadyExists(std::string m) { return Status(StatusCode::kAlreadyExists, std::move(m)); }
 
 // A cached prepared statement; resets itself at scope exit so the next user
@@ -437,7 +431,7 @@ StatusOr<Tenant> SqliteStore::CreateTenant(std::string_view tenant_id, std::stri
   Tenant t;
   t.id = tenant_id;
   t.display_name = display_name.empty() ? tenant_id : display_name;
-  t.create_time_ms = NowMs();
+  t.create_time_ms = UnixNowMs();
   std::lock_guard<std::mutex> lock(db_->mu);
   RETURN_IF_ERROR(db_->Transaction(Db::Sync::kFull, [&]() -> Status {
     ATRIUM_PREPARE(*db_, st, "INSERT INTO tenants (id, display_name, create_time_ms) VALUES (?1, ?2, ?3)");
@@ -506,7 +500,7 @@ StatusOr<IssuedKey> SqliteStore::IssueKey(std::string_view tenant_id, bool admin
   IssuedKey issued;
   issued.key.tenant_id = tenant_id;
   issued.key.admin = admin;
-  issued.key.create_time_ms = NowMs();
+  issued.key.create_time_ms = UnixNowMs();
   std::lock_guard<std::mutex> lock(db_->mu);
   RETURN_IF_ERROR(db_->Transaction(Db::Sync::kFull, [&]() -> Status {
     RETURN_IF_ERROR(db_->ReadTenant(tenant_id).status());
@@ -570,7 +564,7 @@ StatusOr<ApiKey> SqliteStore::RevokeKey(std::string_view key_id) {
     {
       ATRIUM_PREPARE(*db_, st,
                      "UPDATE api_keys SET revoke_time_ms = ?2 WHERE key_id = ?1 AND revoke_time_ms = 0");
-      st.Text(1, key_id).Int(2, NowMs());
+      st.Text(1, key_id).Int(2, UnixNowMs());
       const int rc = st.Step();
       if (rc != SQLITE_DONE) return db_->Error(rc, "revoking an API key");
     }

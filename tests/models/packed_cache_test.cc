@@ -19,6 +19,7 @@
 #include "kernels/kernels.h"
 #include "models/model.h"
 #include "tests/models/tiny_model.h"
+#include "tests/test_util.h"
 
 namespace atrium {
 namespace {
@@ -27,13 +28,8 @@ namespace fs = std::filesystem;
 
 class PackedCacheTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/atrium-packed-cache-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  std::string root_;
+  ::atrium::testing::TempDir dir_;
+  const std::string root_ = dir_.path();
 };
 
 std::vector<uint8_t> Payload(int64_t n, uint8_t seed) {

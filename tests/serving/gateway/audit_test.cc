@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "serving/gateway/sqlite_store.h"
-#include "tests/serving/gateway/gateway_test_util.h"
+#include "tests/test_util.h"
 
 namespace atrium::gateway {
 namespace {
@@ -51,7 +51,7 @@ class AuditLogTest : public ::testing::Test {
     return out;
   }
 
-  testing::ScratchDir dir_;
+  ::atrium::testing::TempDir dir_;
   std::string path_ = dir_.File("atrium.db");
   std::unique_ptr<SqliteStore> store_;
 };

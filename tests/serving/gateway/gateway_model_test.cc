@@ -94,7 +94,7 @@ class ServeProcess {
   const std::string& admin_key() const { return admin_key_; }
 
  private:
-  gateway::testing::ScratchDir dir_;
+  ::atrium::testing::TempDir dir_;
   pid_t pid_ = -1;
   std::string address_;
   std::string admin_key_;

@@ -234,6 +234,7 @@ TEST(QuotaLimiterTest, StreamLimitHoldsUnderThreads) {
         int seen = max_inside.load();
         while (now > seen && !max_inside.compare_exchange_weak(seen, now)) {
         }
+        std::this_thread::yield();  // hold the permit while others try
         --inside;
       }  // each permit is released at the end of its iteration
     });

@@ -12,12 +12,13 @@
 
 #include "serving/gateway/keys.h"
 #include "tests/serving/gateway/gateway_test_util.h"
+#include "tests/test_util.h"
 
 namespace atrium::gateway {
 namespace {
 
 using testing::ReadBytes;
-using testing::ScratchDir;
+using ::atrium::testing::TempDir;
 using testing::WriteBytes;
 
 class SqliteStoreTest : public ::testing::Test {
@@ -46,7 +47,7 @@ class SqliteStoreTest : public ::testing::Test {
     return out;
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
   std::string path_ = dir_.File("atrium.db");
   std::unique_ptr<SqliteStore> store_;
 };

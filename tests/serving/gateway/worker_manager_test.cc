@@ -12,23 +12,18 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "tests/serving/gateway/gateway_test_util.h"
+#include "tests/test_util.h"
 
 namespace atrium::gateway {
 namespace {
 
 using std::chrono::milliseconds;
 
-std::string WorkerBinary() {
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  return std::string(dir != nullptr ? dir : ".") + "/atrium-worker";
-}
-
 class WorkerManagerTest : public ::testing::Test {
  protected:
   WorkerManagerOptions Options() {
     WorkerManagerOptions o;
-    o.worker_binary = WorkerBinary();
+    o.worker_binary = ::atrium::testing::WorkerBinary();
     o.socket_dir = dir_.path();
     o.log_dir = dir_.path();
     o.worker_args = {"--threads", "1"};
@@ -64,7 +59,7 @@ class WorkerManagerTest : public ::testing::Test {
     return lease->stub()->Health(&ctx, internal::HealthRequest(), &r);
   }
 
-  testing::ScratchDir dir_;
+  ::atrium::testing::TempDir dir_;
 };
 
 TEST_F(WorkerManagerTest, OneWorkerPerTenantStartedOnDemandAndShared) {

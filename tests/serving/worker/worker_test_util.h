@@ -20,31 +20,9 @@
 
 #include "internal/worker.grpc.pb.h"
 #include "serving/worker/launch.h"
+#include "tests/test_util.h"
 
 namespace atrium::testing {
-
-inline std::string WorkerBinary() {
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  return std::string(dir != nullptr ? dir : ".") + "/atrium-worker";
-}
-
-// A private directory for sockets and logs, removed at the end. Short, under
-// /tmp: a Unix socket path holds at most 107 bytes.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/atrium-wk-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A worker process and a stub on it; stopped (and reaped) at the end.
 struct TestWorker {
