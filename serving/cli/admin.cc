@@ -1,6 +1,7 @@
 // `atrium admin ...`: the Admin API over gRPC, with the admin key.
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -64,7 +65,14 @@ int Call(grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*, const Req
 // The audit log has no API: it is read from the database file, which the
 // running server keeps in WAL mode, so reading it never blocks the server.
 int PrintAudit(const AdminFlags& f) {
-  StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(f.data_dir + "/" + gateway::kDatabaseFile);
+  const std::string db = f.data_dir + "/" + gateway::kDatabaseFile;
+  // Opening would create an empty database where there is none (a mistyped
+  // --data-dir): say so instead.
+  std::error_code ec;
+  if (!std::filesystem::exists(db, ec)) {
+    return Fail(NotFound(StrFormat("no audit log at %s: pass the --data-dir that `atrium serve` uses", db.c_str())));
+  }
+  StatusOr<std::unique_ptr<gateway::SqliteStore>> store = gateway::SqliteStore::Open(db);
   if (!store.ok()) return Fail(store.status());
   gateway::AuditQuery q;
   q.tenant_id = TenantId(f.tenant);

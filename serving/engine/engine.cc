@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "serving/engine/text_stream.h"
 
@@ -89,11 +88,7 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, const EngineOptions& op
       options_(options),
       context_(options.context > 0 ? std::min(options.context, model.config().context_length)
                                    : model.config().context_length),
-      pool_(std::move(pool)),
-      // Submit bounds what waits (inbox and queue together, against
-      // max_queue); the queue itself takes every accepted request at its
-      // back, even when preempted requests pushed to its front overfill it.
-      waiting_(std::numeric_limits<size_t>::max()) {
+      pool_(std::move(pool)) {
   if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(*pool_);
   stats_.kv_blocks_total = pool_->total_blocks();
 }
@@ -170,9 +165,7 @@ void Engine::TakeArrivals() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& s : inbox_) {
     by_id_[s->id] = s.get();
-    // Cannot fail: the queue is unbounded (see the constructor).
-    const Status pushed = waiting_.Push(s);
-    ATRIUM_CHECK(pushed.ok(), "engine queue: %s", pushed.ToString().c_str());
+    waiting_.Push(std::move(s));
   }
   inbox_.clear();
 }

@@ -49,23 +49,13 @@ struct WaitingRequest {
   bool preempted = false;
 };
 
-// A FIFO of waiting requests with a fixed capacity, so a flood is refused at
-// once (RESOURCE_EXHAUSTED) instead of growing latency without bound.
+// The FIFO of waiting requests, preempted ones back at the front. Unbounded:
+// the engine refuses a flood at Submit (EngineOptions::max_queue), before a
+// request reaches it, and a preempted request must never be lost.
 template <typename T>
 class RequestQueue {
  public:
-  explicit RequestQueue(size_t capacity) : capacity_(capacity) {}
-
-  // Takes r only on success; RESOURCE_EXHAUSTED leaves it with the caller.
-  Status Push(std::unique_ptr<T>& r) {
-    if (items_.size() >= capacity_) {
-      return ResourceExhausted(StrFormat("the request queue is full (%zu waiting)", items_.size()));
-    }
-    items_.push_back(std::move(r));
-    return OkStatus();
-  }
-  // Puts a preempted request back at the front. Never refused, even beyond
-  // capacity: the request was accepted once and must not be lost.
+  void Push(std::unique_ptr<T> r) { items_.push_back(std::move(r)); }
   void PushFront(std::unique_ptr<T> r) { items_.push_front(std::move(r)); }
   std::unique_ptr<T> PopFront() {
     ATRIUM_CHECK(!items_.empty(), "PopFront on an empty request queue");
@@ -82,14 +72,11 @@ class RequestQueue {
   }
 
   size_t size() const { return items_.size(); }
-  size_t capacity() const { return capacity_; }
   bool empty() const { return items_.empty(); }
-  bool full() const { return items_.size() >= capacity_; }
   T& operator[](size_t i) { return *items_[i]; }
   const T& operator[](size_t i) const { return *items_[i]; }
 
  private:
-  size_t capacity_;
   std::deque<std::unique_ptr<T>> items_;
 };
 

@@ -82,16 +82,21 @@ void GenerateReactor::Reject(const grpc::Status& status) {
   Pump();
 }
 
-bool GenerateReactor::Abort(const Status& status, std::string* pool_model, int64_t* pool_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+bool GenerateReactor::CancelTargetLocked(int64_t* id) {
   if (engine_done_) return false;
-  abort_status_ = status;
   if (pool_id_ < 0) {
-    cancel_wanted_ = true;
+    cancel_wanted_ = true;  // Start cancels it once submitted
     return false;
   }
+  *id = pool_id_;
+  return true;
+}
+
+bool GenerateReactor::Abort(const Status& status, std::string* pool_model, int64_t* pool_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!engine_done_) abort_status_ = status;
+  if (!CancelTargetLocked(pool_id)) return false;
   *pool_model = pool_model_;
-  *pool_id = pool_id_;
   return true;
 }
 
@@ -118,7 +123,6 @@ bool GenerateReactor::OnDelta(const StreamDelta& delta) {
     pending->mutable_text()->append(delta.text.data(), delta.text.size());
     for (int32_t t : delta.tokens) pending->add_token_ids(t);
     for (const TokenLogprob& lp : delta.logprobs) AddLogprob(lp, pending->mutable_logprobs());
-    completion_tokens_ += static_cast<int64_t>(delta.tokens.size());
     if (writes_.writing()) return true;  // OnWriteDone sends it
   }
   Pump();
@@ -184,12 +188,7 @@ void GenerateReactor::OnCancel() {
   int64_t id = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (engine_done_) return;
-    if (pool_id_ < 0) {
-      cancel_wanted_ = true;  // Start cancels it once submitted
-      return;
-    }
-    id = pool_id_;
+    if (!CancelTargetLocked(&id)) return;
   }
   pool_->Cancel(pool_model_, id);
 }

@@ -57,6 +57,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   // reactor afterwards: the finish may complete and delete it at once.
   void Pump();
   void AddLogprob(const TokenLogprob& lp, google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) const;
+  // Under mu_: the pool request to cancel (true, *id set), or none: the
+  // engine is done, or the request is not submitted yet (Start cancels it).
+  bool CancelTargetLocked(int64_t* id);
 
   WorkerService& service_;
   grpc::CallbackServerContext* const ctx_;

@@ -145,7 +145,6 @@ StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunchOptions& o) {
     const int n = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      ::kill(pid, SIGKILL);
       StopWorker(w, std::chrono::milliseconds(0));
       return Unavailable(StrFormat("the worker for %s did not listen within %lld ms%s", o.tenant.c_str(),
                                    static_cast<long long>(o.ready_timeout.count()), log_hint.c_str()));
