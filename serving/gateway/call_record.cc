@@ -20,18 +20,21 @@ void CallRecord::set_principal(const Principal& principal) {
   key_id_ = principal.key_id;
 }
 
+void CallRecord::set_model(std::string model) {
+  model_ = std::move(model);
+  if (sinks_.metrics != nullptr) latency_ = sinks_.metrics->LatencyOf(model_);
+}
+
 void CallRecord::TokensArrived(int n) {
   if (n <= 0) return;
   const Clock::time_point now = Clock::now();
   completion_tokens_ += n;
-  if (sinks_.metrics != nullptr) {
-    if (!first_token_seen_) {
-      sinks_.metrics->ObserveTtft(model_, Seconds(now - start_));
-      // Tokens that came with the first one share its message: no gap.
-      if (n > 1) sinks_.metrics->ObserveInterToken(model_, 0.0, n - 1);
-    } else {
-      sinks_.metrics->ObserveInterToken(model_, Seconds(now - last_token_), n);
-    }
+  if (latency_.itl != nullptr) {
+    // Each of a message's n tokens took 1/n of the gap before it; tokens
+    // that came with the first one share its message: no gap.
+    const double gap = first_token_seen_ ? Seconds(now - last_token_) / n : 0.0;
+    if (!first_token_seen_) latency_.ttft->Observe(Seconds(now - start_));
+    for (int i = first_token_seen_ ? 0 : 1; i < n; ++i) latency_.itl->Observe(gap);
   }
   first_token_seen_ = true;
   last_token_ = now;
@@ -44,7 +47,7 @@ void CallRecord::Finish(const grpc::Status& status) {
   if (sinks_.metrics != nullptr) {
     sinks_.metrics->CountRequest(method_, std::string(GrpcCodeName(status.error_code())));
     if (!model_.empty()) sinks_.metrics->CountTokens(model_, prompt_tokens_, completion_tokens_);
-    if (generation_ && status.ok()) sinks_.metrics->ObserveE2e(model_, Seconds(latency));
+    if (generation_ && status.ok() && latency_.e2e != nullptr) latency_.e2e->Observe(Seconds(latency));
   }
   if (sinks_.audit != nullptr) {
     AuditRecord r;

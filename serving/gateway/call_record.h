@@ -38,7 +38,7 @@ class CallRecord {
 
   void set_principal(const Principal& principal);
   // A model the catalog knows (labels metrics; client strings never do).
-  void set_model(std::string model) { model_ = std::move(model); }
+  void set_model(std::string model);
   void set_generation(bool generation) { generation_ = generation; }
   void set_prompt_tokens(int64_t n) { prompt_tokens_ = n; }
   void set_completion_tokens(int64_t n) { completion_tokens_ = n; }
@@ -60,6 +60,7 @@ class CallRecord {
   std::string tenant_id_;
   std::string key_id_;
   std::string model_;
+  GatewayMetrics::Latency latency_;  // model_'s histograms (with metrics)
   bool generation_ = false;
   int64_t prompt_tokens_ = 0;
   int64_t completion_tokens_ = 0;

@@ -61,18 +61,9 @@ void GatewayMetrics::CountRequest(const std::string& method, const std::string& 
   requests_->Add({{"method", method}, {"code", code}}).Increment();
 }
 
-void GatewayMetrics::ObserveTtft(const std::string& model, double seconds) {
-  ttft_->Add({{"model", model}}, kTtftBuckets).Observe(seconds);
-}
-
-void GatewayMetrics::ObserveInterToken(const std::string& model, double seconds, int tokens) {
-  if (tokens <= 0) return;
-  Histogram& h = itl_->Add({{"model", model}}, kItlBuckets);
-  for (int i = 0; i < tokens; ++i) h.Observe(seconds / tokens);
-}
-
-void GatewayMetrics::ObserveE2e(const std::string& model, double seconds) {
-  e2e_->Add({{"model", model}}, kE2eBuckets).Observe(seconds);
+GatewayMetrics::Latency GatewayMetrics::LatencyOf(const std::string& model) {
+  return {&ttft_->Add({{"model", model}}, kTtftBuckets), &itl_->Add({{"model", model}}, kItlBuckets),
+          &e2e_->Add({{"model", model}}, kE2eBuckets)};
 }
 
 void GatewayMetrics::CountTokens(const std::string& model, int64_t prompt, int64_t completion) {

@@ -69,11 +69,14 @@ class GatewayMetrics {
   StatusOr<int> Serve(const std::string& address);
 
   void CountRequest(const std::string& method, const std::string& code);
-  void ObserveTtft(const std::string& model, double seconds);
-  // One observation per token of a message that carried `tokens` tokens
-  // `seconds` after the previous one.
-  void ObserveInterToken(const std::string& model, double seconds, int tokens);
-  void ObserveE2e(const std::string& model, double seconds);
+  // One model's latency histograms. A call looks them up once (each lookup
+  // hashes the labels and locks the family), then observes per message.
+  struct Latency {
+    prometheus::Histogram* ttft = nullptr;
+    prometheus::Histogram* itl = nullptr;  // one observation per token
+    prometheus::Histogram* e2e = nullptr;
+  };
+  Latency LatencyOf(const std::string& model);
   void CountTokens(const std::string& model, int64_t prompt, int64_t completion);
   void StreamStarted() { streams_->Increment(); }
   void StreamEnded() { streams_->Decrement(); }
