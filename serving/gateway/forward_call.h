@@ -4,10 +4,9 @@
 // (the public messages are the worker's, so nothing is translated). A
 // client cancel cancels the worker call; the client's deadline bounds it.
 //
-// These calls hold no stream slot (concurrent_streams counts Generate and
-// Chat), but a tenant at its stream limit is refused them too, as the quota
-// limiter admits every call the same way. No tokens are charged: nothing
-// is generated.
+// These calls take a request from the tenant's quota but no stream slot
+// (concurrent_streams counts Generate and Chat), so a tenant at its stream
+// limit can still tokenize. No tokens are charged: nothing is generated.
 #pragma once
 
 #include <functional>
@@ -37,7 +36,6 @@ class ForwardCall final : public InferenceCall, public grpc::ServerUnaryReactor 
       call->Complete(admitted);
       return call;
     }
-    call->permit_.Release();  // not a stream
     deps.workers->Acquire(call->principal_.tenant_id,
                           [call](StatusOr<WorkerLease> lease) { call->OnWorker(std::move(lease)); });
     return call;

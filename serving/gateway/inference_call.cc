@@ -33,7 +33,7 @@ grpc::Status InferenceCall::Admit(const std::string& model, const std::function<
   if (!info.ok()) return rpc::ToGrpc(error);
   record_.set_model(info->model.name());
   if (rpc::ApiError e = validate(); !e.ok()) return rpc::ToGrpc(e);
-  Admission admission = deps_.quota->Admit(principal_.tenant_id, principal_.quota);
+  Admission admission = deps_.quota->Admit(principal_.tenant_id, principal_.quota, stream);
   if (!admission.status.ok()) {
     if (deps_.sinks.metrics != nullptr) deps_.sinks.metrics->CountQuotaRejection(principal_.tenant_id);
     return QuotaExceededError(principal_.tenant_id, admission);

@@ -140,7 +140,7 @@ std::shared_ptr<TenantLimiterState> QuotaLimiter::StateOf(std::string_view tenan
   return state;
 }
 
-Admission QuotaLimiter::Admit(std::string_view tenant_id, const TenantQuota& quota) {
+Admission QuotaLimiter::Admit(std::string_view tenant_id, const TenantQuota& quota, bool stream) {
   std::shared_ptr<TenantLimiterState> state = StateOf(tenant_id, /*create=*/true);
   Admission out;
   std::vector<std::string> over;  // one phrase per limit that refuses
@@ -155,7 +155,7 @@ Admission QuotaLimiter::Admit(std::string_view tenant_id, const TenantQuota& quo
     state->requests.Refill(now);
     state->tokens_bucket.Refill(now);
 
-    if (state->stream_limit != 0 && state->active_streams >= state->stream_limit) {
+    if (stream && state->stream_limit != 0 && state->active_streams >= state->stream_limit) {
       over.push_back(StrFormat("%lld concurrent streams", static_cast<long long>(state->stream_limit)));
     }
     // One whole request must be in the bucket, and at least one token: a
@@ -170,9 +170,9 @@ Admission QuotaLimiter::Admit(std::string_view tenant_id, const TenantQuota& quo
     }
     if (over.empty()) {
       state->requests.Take(kUnitsPerToken);
-      ++state->active_streams;
+      if (stream) ++state->active_streams;
       out.permit.state_ = state;
-      out.permit.holds_slot_ = true;
+      out.permit.holds_slot_ = stream;
       return out;
     }
   }

@@ -107,9 +107,10 @@ class QuotaLimiter {
 
   // Admits one call of `tenant_id` under `quota` (as the store has it now:
   // a changed quota takes effect here, keeping what the tenant already
-  // used). On admission takes one request and one stream slot; on refusal
-  // takes nothing. Safe from many threads.
-  Admission Admit(std::string_view tenant_id, const TenantQuota& quota);
+  // used). On admission takes one request, and a stream slot when `stream`
+  // (Generate and Chat; a unary call neither needs a free slot nor holds
+  // one); on refusal takes nothing. Safe from many threads.
+  Admission Admit(std::string_view tenant_id, const TenantQuota& quota, bool stream = true);
   // Charges tokens to a tenant without a permit (e.g. after the permit is gone).
   void ChargeTokens(std::string_view tenant_id, int64_t tokens);
   QuotaUsage Usage(std::string_view tenant_id) const;

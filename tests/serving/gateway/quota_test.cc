@@ -169,6 +169,26 @@ TEST(QuotaLimiterTest, TenantsAreIsolated) {
   EXPECT_TRUE(limiter.Admit("c", {}).status.ok());
 }
 
+// A unary call (Tokenize, CountTokens) takes a request but no stream slot:
+// admitted at the stream limit, it leaves the slots as they were; the
+// request-rate limit still applies to it.
+TEST(QuotaLimiterTest, UnaryCallsNeedNoStreamSlot) {
+  ManualClock clock;
+  QuotaLimiter limiter(clock);
+  const TenantQuota q{.requests_per_minute = 2, .concurrent_streams = 1};
+  Admission stream = limiter.Admit("a", q);
+  ASSERT_TRUE(stream.status.ok());
+  EXPECT_EQ(limiter.Admit("a", q).status.code(), StatusCode::kResourceExhausted);  // the slot is taken
+  Admission unary = limiter.Admit("a", q, /*stream=*/false);
+  ASSERT_TRUE(unary.status.ok()) << unary.status.ToString();
+  EXPECT_FALSE(unary.permit.holds_slot());
+  EXPECT_EQ(limiter.Usage("a").active_streams, 1);
+  unary.permit.Release();
+  EXPECT_EQ(limiter.Usage("a").active_streams, 1);
+  // Two requests spent: a third, even unary, waits for the rate.
+  EXPECT_EQ(limiter.Admit("a", q, /*stream=*/false).status.code(), StatusCode::kResourceExhausted);
+}
+
 TEST(QuotaLimiterTest, ChangedQuotaKeepsWhatWasUsed) {
   ManualClock clock;
   QuotaLimiter limiter(clock);
