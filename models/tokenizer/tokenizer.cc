@@ -19,6 +19,15 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const gguf::GgufFile& f
   return result;
 }
 
+std::vector<int32_t> Tokenizer::EncodePrompt(std::string_view text) const {
+  bool add_special = true;
+  if (bos_id() >= 0 && add_bos()) {
+    const std::string bos_text = TokenToPiece(bos_id(), /*render_special=*/true);
+    if (!bos_text.empty() && text.substr(0, bos_text.size()) == bos_text) add_special = false;
+  }
+  return Encode(text, add_special, /*parse_special=*/true);
+}
+
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool render_special) const {
   std::string text;
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -30,6 +30,10 @@ class Tokenizer {
   // otherwise such text is tokenized as plain text.
   virtual std::vector<int32_t> Encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
+  // A prompt (raw text or a chat template's output) -> ids: special-token
+  // text read as such, and BOS prepended as the file says unless the text
+  // already starts with the BOS token's text (a template that writes it).
+  std::vector<int32_t> EncodePrompt(std::string_view text) const;
   // The bytes of one token. Control tokens give "" unless render_special.
   virtual std::string TokenToPiece(int32_t id, bool render_special = false) const = 0;
   std::string Decode(const std::vector<int32_t>& ids, bool render_special = false) const;

@@ -40,14 +40,7 @@ StatusOr<std::vector<int32_t>> PromptIds(const Loaded& l, const std::vector<Chat
     ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::FromGguf(l.model->file()));
     ASSIGN_OR_RETURN(prompt, tmpl.Apply(*chat, /*add_generation_prompt=*/true));
   }
-  // A template that writes the BOS token itself must not get a second one.
-  bool add_special = true;
-  const int32_t bos = l.tokenizer->bos_id();
-  if (bos >= 0 && l.tokenizer->add_bos()) {
-    const std::string bos_text = l.tokenizer->TokenToPiece(bos, /*render_special=*/true);
-    if (!bos_text.empty() && prompt.rfind(bos_text, 0) == 0) add_special = false;
-  }
-  std::vector<int32_t> ids = l.tokenizer->Encode(prompt, add_special, /*parse_special=*/true);
+  std::vector<int32_t> ids = l.tokenizer->EncodePrompt(prompt);
   if (ids.empty()) return InvalidArgument("the prompt is empty: pass --prompt TEXT or pipe text to stdin");
   return ids;
 }

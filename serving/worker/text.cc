@@ -18,18 +18,6 @@ std::string ValidUtf8(std::string_view s) {
   }
 }
 
-std::vector<int32_t> EncodePrompt(const TextModel& text, std::string_view prompt) {
-  const Tokenizer& tok = *text.tokenizer;
-  // A template that writes the BOS token itself must not get a second one.
-  bool add_special = true;
-  const int32_t bos = tok.bos_id();
-  if (bos >= 0 && tok.add_bos()) {
-    const std::string bos_text = tok.TokenToPiece(bos, /*render_special=*/true);
-    if (!bos_text.empty() && prompt.substr(0, bos_text.size()) == bos_text) add_special = false;
-  }
-  return tok.Encode(prompt, add_special, /*parse_special=*/true);
-}
-
 StatusOr<std::vector<int32_t>> PromptTokens(const TextModel& text, std::string_view prompt, std::string_view field,
                                             rpc::ApiError* error) {
   const std::string f(field);
@@ -48,7 +36,7 @@ StatusOr<std::vector<int32_t>> PromptTokens(const TextModel& text, std::string_v
     error->metadata.emplace_back("context_length", std::to_string(text.context_length));
     return error->status;
   }
-  std::vector<int32_t> ids = EncodePrompt(text, prompt);
+  std::vector<int32_t> ids = text.tokenizer->EncodePrompt(prompt);
   if (ids.empty()) {
     *error = rpc::BadField(f, "the prompt has no tokens", "EMPTY_PROMPT");
     return error->status;

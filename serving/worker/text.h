@@ -18,9 +18,6 @@ namespace atrium::worker {
 // `text` with every invalid or cut UTF-8 sequence replaced by U+FFFD.
 std::string ValidUtf8(std::string_view text);
 
-// Prompt text -> ids, unchecked (CountTokens counts prompts of any length).
-std::vector<int32_t> EncodePrompt(const TextModel& text, std::string_view prompt);
-
 // Prompt text -> ids: BOS where the model wants one (unless the text starts
 // with it, as a chat template's output may), special-token text read as
 // those tokens. `field` names the request field in errors. Refuses before

@@ -147,7 +147,7 @@ grpc::ServerUnaryReactor* WorkerService::Tokenize(grpc::CallbackServerContext* c
   StatusOr<std::shared_ptr<const TextModel>> text = FindText(registry_, request->model(), &error);
   if (!text.ok()) return Answer(ctx, rpc::ToGrpc(error));
   const bool add_special = !request->has_add_special_tokens() || request->add_special_tokens();
-  const std::vector<int32_t> ids = add_special ? EncodePrompt(**text, request->text())
+  const std::vector<int32_t> ids = add_special ? (*text)->tokenizer->EncodePrompt(request->text())
                                                : (*text)->tokenizer->Encode(request->text(), false, true);
   for (int32_t id : ids) {
     response->add_token_ids(id);
@@ -198,7 +198,7 @@ grpc::ServerUnaryReactor* WorkerService::CountTokens(grpc::CallbackServerContext
     if (!chat.ok()) return Answer(ctx, rpc::ToGrpc(error));
     prompt = std::move(*chat);
   }
-  response->set_total_tokens(static_cast<int32_t>(EncodePrompt(**text, prompt).size()));
+  response->set_total_tokens(static_cast<int32_t>((*text)->tokenizer->EncodePrompt(prompt).size()));
   response->set_context_length((*text)->context_length);
   return Answer(ctx, grpc::Status::OK);
 }

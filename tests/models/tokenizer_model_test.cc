@@ -138,6 +138,13 @@ TEST(TokenizerModelTest, SpecialIdsAndEndOfGeneration) {
     }
     streamed += dec.Flush();
     EXPECT_EQ(streamed, "\xF0\x9F\xAB\xA8 x");
+    // A prompt gets one BOS, also when its text (a template's) starts with
+    // one; "<start_of_turn>" is read as the control token.
+    const std::vector<int32_t> plain = t.EncodePrompt("<start_of_turn>user\nhi");
+    ASSERT_GE(plain.size(), 2u);
+    EXPECT_EQ(plain[0], 2);
+    EXPECT_EQ(plain[1], *t.TokenId("<start_of_turn>"));
+    EXPECT_EQ(t.EncodePrompt("<bos><start_of_turn>user\nhi"), plain);
   }
 }
 

@@ -19,17 +19,6 @@
 
 namespace atrium::testing {
 
-// Prompt text -> ids as the worker builds them (special-token text read as
-// such; no second BOS after a template's).
-inline std::vector<int32_t> WorkerPromptIds(const Tokenizer& tokenizer, const std::string& text) {
-  bool add_special = true;
-  if (tokenizer.bos_id() >= 0 && tokenizer.add_bos() &&
-      text.rfind(tokenizer.TokenToPiece(tokenizer.bos_id(), true), 0) == 0) {
-    add_special = false;
-  }
-  return tokenizer.Encode(text, add_special, true);
-}
-
 // Runs `request` (its prompt and options set; on_done is set here) to its
 // end on a fresh engine of `model`, stepped by a StepLoop on `ctx`.
 inline GenerationResult RunOnFreshEngine(ops::Context& ctx, Model& model, const Tokenizer& tokenizer,

@@ -164,7 +164,7 @@ class GatewayModelTest : public ::testing::Test {
   GenerationResult EngineRun(Model& model, const Tokenizer& tokenizer, const std::string& text, int max_tokens) {
     auto r = std::make_unique<EngineRequest>();
     r->ns = "tenants/engine-check";
-    r->prompt = WorkerPromptIds(tokenizer, text);
+    r->prompt = tokenizer.EncodePrompt(text);
     r->options.sampling.temperature = 0;
     r->options.max_tokens = max_tokens;
     return RunOnFreshEngine(ctx_, model, tokenizer, std::move(r));

@@ -102,7 +102,7 @@ class WorkerModelTest : public SmolLm2Test {
     return RunOnFreshEngine(ctx_, *model_, *tokenizer_, std::move(r));
   }
 
-  std::vector<int32_t> PromptIds(const std::string& text) { return WorkerPromptIds(*tokenizer_, text); }
+  std::vector<int32_t> PromptIds(const std::string& text) { return tokenizer_->EncodePrompt(text); }
 
   // Polls Health until no stream is open and no engine runs a request.
   milliseconds WaitUntilIdle(milliseconds limit = milliseconds(5000)) {
