@@ -250,9 +250,6 @@ grpc::ServerUnaryReactor* AdminService::SetQuota(grpc::CallbackServerContext* ct
   StatusOr<std::string> tenant_id = TenantOfQuotaName(request->quota().name());
   if (!tenant_id.ok()) return FinishUnary(ctx, record, FieldError(tenant_id.status(), "quota.name"));
   const std::string& tenant = *tenant_id;
-  StatusOr<Tenant> current = store_.GetTenant(tenant);
-  if (!current.ok()) return FinishUnary(ctx, record, TenantError(current.status(), tenant, "quota.name"));
-  TenantQuota q = current->quota;
   const v1::Quota& in = request->quota();
   const auto& paths = request->update_mask().paths();
   auto wanted = [&](std::string_view field) {
@@ -268,10 +265,11 @@ grpc::ServerUnaryReactor* AdminService::SetQuota(grpc::CallbackServerContext* ct
                                         "concurrent_streams")));
     }
   }
-  if (wanted("requests_per_minute")) q.requests_per_minute = in.requests_per_minute();
-  if (wanted("tokens_per_minute")) q.tokens_per_minute = in.tokens_per_minute();
-  if (wanted("concurrent_streams")) q.concurrent_streams = in.concurrent_streams();
-  StatusOr<Tenant> updated = store_.SetQuota(tenant, q);
+  StatusOr<Tenant> updated = store_.UpdateQuota(tenant, [&](TenantQuota& q) {
+    if (wanted("requests_per_minute")) q.requests_per_minute = in.requests_per_minute();
+    if (wanted("tokens_per_minute")) q.tokens_per_minute = in.tokens_per_minute();
+    if (wanted("concurrent_streams")) q.concurrent_streams = in.concurrent_streams();
+  });
   if (!updated.ok()) return FinishUnary(ctx, record, TenantError(updated.status(), tenant, "quota"));
   ToProto(*updated, response);
   return FinishUnary(ctx, record, grpc::Status::OK);

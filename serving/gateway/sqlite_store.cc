@@ -474,23 +474,24 @@ StatusOr<TenantPage> SqliteStore::ListTenants(int32_t page_size, std::string_vie
   return page;
 }
 
-StatusOr<Tenant> SqliteStore::SetQuota(std::string_view tenant_id, const TenantQuota& quota) {
+StatusOr<Tenant> SqliteStore::UpdateQuota(std::string_view tenant_id,
+                                          const std::function<void(TenantQuota&)>& change) {
   RETURN_IF_ERROR(ValidateTenantId(tenant_id));
-  RETURN_IF_ERROR(ValidateQuota(quota));
   std::lock_guard<std::mutex> lock(db_->mu);
   StatusOr<Tenant> result = Internal("unset");
   RETURN_IF_ERROR(db_->Transaction(Db::Sync::kFull, [&]() -> Status {
-    {
-      ATRIUM_PREPARE(*db_, st,
-                     "UPDATE tenants SET requests_per_minute = ?2, tokens_per_minute = ?3, "
-                     "concurrent_streams = ?4 WHERE id = ?1");
-      st.Text(1, tenant_id).Int(2, quota.requests_per_minute).Int(3, quota.tokens_per_minute)
-          .Int(4, quota.concurrent_streams);
-      const int rc = st.Step();
-      if (rc != SQLITE_DONE) return db_->Error(rc, "setting a quota");
-    }
-    result = db_->ReadTenant(tenant_id);  // NOT_FOUND when nothing was updated
-    return result.status();
+    result = db_->ReadTenant(tenant_id);  // NOT_FOUND for no such tenant
+    if (!result.ok()) return result.status();
+    TenantQuota& quota = result->quota;
+    change(quota);
+    RETURN_IF_ERROR(ValidateQuota(quota));
+    ATRIUM_PREPARE(*db_, st,
+                   "UPDATE tenants SET requests_per_minute = ?2, tokens_per_minute = ?3, "
+                   "concurrent_streams = ?4 WHERE id = ?1");
+    st.Text(1, tenant_id).Int(2, quota.requests_per_minute).Int(3, quota.tokens_per_minute)
+        .Int(4, quota.concurrent_streams);
+    const int rc = st.Step();
+    return rc == SQLITE_DONE ? OkStatus() : db_->Error(rc, "setting a quota");
   }));
   return result;
 }

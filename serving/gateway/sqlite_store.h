@@ -48,7 +48,8 @@ class SqliteStore final : public Store, public AuditLog {
   StatusOr<Tenant> CreateTenant(std::string_view tenant_id, std::string_view display_name) override;
   StatusOr<Tenant> GetTenant(std::string_view tenant_id) override;
   StatusOr<TenantPage> ListTenants(int32_t page_size, std::string_view page_token) override;
-  StatusOr<Tenant> SetQuota(std::string_view tenant_id, const TenantQuota& quota) override;
+  StatusOr<Tenant> UpdateQuota(std::string_view tenant_id,
+                               const std::function<void(TenantQuota&)>& change) override;
   StatusOr<IssuedKey> IssueKey(std::string_view tenant_id, bool admin) override;
   StatusOr<ApiKey> GetKey(std::string_view key_id) override;
   StatusOr<KeyPage> ListKeys(std::string_view tenant_id, int32_t page_size,

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,10 +96,16 @@ class Store {
   // Tenants in id order. page_token is empty or a next_page_token from the
   // previous page; a token from another list is INVALID_ARGUMENT.
   virtual StatusOr<TenantPage> ListTenants(int32_t page_size, std::string_view page_token) = 0;
-  // Replaces the tenant's quota; the new values are returned by the next
-  // Authenticate on any thread. Negative or over kMaxQuotaValue is
-  // INVALID_ARGUMENT.
-  virtual StatusOr<Tenant> SetQuota(std::string_view tenant_id, const TenantQuota& quota) = 0;
+  // Changes the tenant's quota: `change` edits the current values inside
+  // the write's transaction, so two partial updates at once never lose one
+  // another. The new values are returned by the next Authenticate on any
+  // thread. Negative or over kMaxQuotaValue is INVALID_ARGUMENT.
+  virtual StatusOr<Tenant> UpdateQuota(std::string_view tenant_id,
+                                       const std::function<void(TenantQuota&)>& change) = 0;
+  // Replaces the tenant's quota.
+  StatusOr<Tenant> SetQuota(std::string_view tenant_id, const TenantQuota& quota) {
+    return UpdateQuota(tenant_id, [&](TenantQuota& q) { q = quota; });
+  }
 
   // A new key for an existing tenant.
   virtual StatusOr<IssuedKey> IssueKey(std::string_view tenant_id, bool admin) = 0;

@@ -246,6 +246,13 @@ TEST_F(SqliteStoreTest, QuotaIsStoredAndComesWithAuthentication) {
   bad.tokens_per_minute = kMaxQuotaValue + 1;
   EXPECT_EQ(store_->SetQuota("acme", bad).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->GetTenant("acme")->quota, q);  // a refused change changes nothing
+
+  // A partial update edits the stored values, not a copy read earlier: two
+  // of them, each on its own field, both stay.
+  ASSERT_TRUE(store_->UpdateQuota("acme", [](TenantQuota& c) { c.requests_per_minute = 7; }).ok());
+  ASSERT_TRUE(store_->UpdateQuota("acme", [](TenantQuota& c) { c.concurrent_streams = 9; }).ok());
+  const TenantQuota both{.requests_per_minute = 7, .tokens_per_minute = 1000, .concurrent_streams = 9};
+  EXPECT_EQ(store_->GetTenant("acme")->quota, both);
 }
 
 TEST_F(SqliteStoreTest, SecretNeverReachesTheFile) {
