@@ -22,7 +22,7 @@ struct ModelPool::Entry {
   State state = State::kAbsent;
   int64_t bytes = 0;  // counted in used_bytes_ while loading or resident
   std::unique_ptr<Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
   std::unique_ptr<Engine> engine;
   std::deque<std::pair<int64_t, std::unique_ptr<EngineRequest>>> pending;  // (pool id, request)
   // Requests submitted and not yet finished, waiting or in the engine. The
@@ -46,7 +46,7 @@ std::string Mib(int64_t bytes) { return StrFormat("%.1f MiB", bytes / 1048576.0)
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
   std::unique_ptr<Engine> engine;
 };
 
@@ -59,7 +59,12 @@ StatusOr<LoadedModel> LoadFiles(const std::string& path, const ModelPoolOptions&
     return Unimplemented(StrFormat("%s is a HF checkpoint directory; the pool reads the tokenizer from a GGUF file",
                                    path.c_str()));
   }
-  ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
+  if (pool.tokenizer_for) {
+    ASSIGN_OR_RETURN(l.tokenizer, pool.tokenizer_for(path));
+  }
+  if (l.tokenizer == nullptr) {
+    ASSIGN_OR_RETURN(l.tokenizer, Tokenizer::FromGguf(l.model->file()));
+  }
   ASSIGN_OR_RETURN(l.engine, Engine::Create(*l.model, *l.tokenizer, pool.engine));
   return l;
 }
@@ -333,7 +338,7 @@ void ModelPool::Unload(std::unique_lock<std::mutex>& lock, Entry& e) {
   // Requests that arrive meanwhile wait in pending, and reload it.
   e.state = Entry::State::kUnloading;
   std::unique_ptr<Engine> engine = std::move(e.engine);
-  std::unique_ptr<Tokenizer> tokenizer = std::move(e.tokenizer);
+  std::shared_ptr<const Tokenizer> tokenizer = std::move(e.tokenizer);
   std::unique_ptr<Model> model = std::move(e.model);
   lock.unlock();
   loop_.Remove(engine.get());

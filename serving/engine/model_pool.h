@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,10 @@ struct ModelPoolOptions {
   // other process that loads the same model (LoadOptions::packed_cache_dir);
   // empty: each load packs into private memory.
   std::string packed_cache_dir;
+  // A model file's tokenizer, when the pool's owner already has one (the
+  // worker builds it for Tokenize and prompt checks before any load); null,
+  // or no function: the pool builds it from the GGUF.
+  std::function<StatusOr<std::shared_ptr<const Tokenizer>>(const std::string& path)> tokenizer_for;
 };
 
 struct ResidentModel {

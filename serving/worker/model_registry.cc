@@ -149,6 +149,19 @@ StatusOr<std::shared_ptr<const TextModel>> ModelRegistry::Text(const ModelInfo& 
   return std::shared_ptr<const TextModel>(t);
 }
 
+StatusOr<std::shared_ptr<const Tokenizer>> ModelRegistry::TokenizerOf(const std::string& path) {
+  std::optional<ModelInfo> info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, m] : models_) {
+      if (m.path == path) info = m;
+    }
+  }
+  if (!info) return std::shared_ptr<const Tokenizer>();
+  ASSIGN_OR_RETURN(std::shared_ptr<const TextModel> text, Text(*info));
+  return text->tokenizer;
+}
+
 std::string ModelRegistry::NameOfPath(const std::string& path) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, info] : models_) {

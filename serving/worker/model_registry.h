@@ -33,7 +33,7 @@ struct ModelInfo {
 
 // What requests for one model need besides its engine. Immutable once built.
 struct TextModel {
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;  // shared with the model pool's engine
   std::optional<ChatTemplate> chat;  // absent: Chat gets FAILED_PRECONDITION
   Status chat_error;                 // why it is absent
   int64_t context_length = 0;
@@ -59,6 +59,9 @@ class ModelRegistry {
   StatusOr<std::shared_ptr<const TextModel>> Text(const ModelInfo& info);
   // "models/<id>" for a file path the pool reports, or "" if unknown.
   std::string NameOfPath(const std::string& path) const;
+  // The tokenizer of the model at `path` (Text's), for the model pool: one
+  // per model in the worker. Null for a path no listed model has.
+  StatusOr<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& path);
 
   // [a-z0-9][a-z0-9._-]*, at most 128 characters.
   static bool ValidId(std::string_view id);

@@ -95,6 +95,7 @@ int RunWorker(const WorkerOptions& o) {
   pool_options.engine.max_queue = static_cast<size_t>(o.max_queue);
   pool_options.models_dir = o.models_dir;
   pool_options.packed_cache_dir = o.packed_cache_dir;
+  pool_options.tokenizer_for = [&registry](const std::string& path) { return registry.TokenizerOf(path); };
   ModelPool pool(ctx, pool_options);
   WorkerService service(registry, pool, o.tenant);
 

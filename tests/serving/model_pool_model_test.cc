@@ -202,6 +202,31 @@ TEST_F(ModelPoolTest, TwoModelsServeAtOnceAsTheirOwnEnginesWould) {
   EXPECT_EQ(bytes, Cost(smol_) + Cost(gemma_));
 }
 
+// The owner's tokenizer (a worker's, built for Tokenize) is the one the
+// engine uses: the pool builds no second copy, and the output is the same.
+TEST_F(ModelPoolTest, UsesTheOwnersTokenizer) {
+  const Reference smol = MakeReference(smol_, ctx_, 8);
+  auto gguf = gguf::GgufFile::Open(smol_);
+  ASSERT_TRUE(gguf.ok());
+  std::shared_ptr<const Tokenizer> owned = std::move(*Tokenizer::FromGguf(**gguf));
+  std::vector<std::string> asked;
+  ModelPoolOptions o = Options(int64_t{4} << 30);
+  o.tokenizer_for = [&](const std::string& path) -> StatusOr<std::shared_ptr<const Tokenizer>> {
+    asked.push_back(path);
+    return owned;
+  };
+  ModelPool pool(ctx_, o);
+  Outcomes out;
+  auto r = out.Request(0, smol.prompts[0], 8);
+  ASSERT_TRUE(pool.Submit(smol_, r).ok());
+  out.WaitFor(1);
+  ASSERT_TRUE(out.done[0].status.ok()) << out.done[0].status.ToString();
+  EXPECT_EQ(out.done[0].result.tokens, smol.outputs[0]);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(fs::canonical(asked[0]), fs::canonical(smol_));
+  EXPECT_GE(owned.use_count(), 2) << "the resident engine holds the owner's tokenizer";
+}
+
 TEST_F(ModelPoolTest, BudgetForOneUnloadsTheIdleLeastRecentlyUsed) {
   const int64_t budget = std::max(Cost(smol_), Cost(gemma_)) + (int64_t{1} << 20);
   ASSERT_LT(budget, Cost(smol_) + Cost(gemma_));
