@@ -53,14 +53,41 @@ Activations::Rows Activations::First(int64_t n) {
               attn.Rows(0, n), o.Rows(0, n), gate.Rows(0, n), up.Rows(0, n)};
 }
 
-void CacheAndAttend(const ForwardArgs& args, int64_t l, const Tensor& k, const Tensor& v, const Tensor& q,
-                    Tensor& out, const ops::AttentionShape& shape) {
+void CacheAndAttend(const ForwardArgs& args, int64_t l, Tensor& q, Tensor& k, Tensor& v, Tensor& out,
+                    const ops::AttentionShape& shape, const QkvPrep& prep) {
+  const ModelConfig& c = args.c;
+  ops::Context& ctx = args.ctx;
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const int32_t* pos = args.a.pos.data();
   const int64_t* slots = args.a.slots.data();
   const DType kv_type = args.kv.dtype();
-  ops::ScatterRows(args.ctx, args.kv.k_data(l), kv_type, args.kv.k_dim(), k, slots);
-  ops::ScatterRows(args.ctx, args.kv.v_data(l), kv_type, args.kv.v_dim(), v, slots);
+  auto prologue = [&](const ops::AttentionSeq& s, int64_t g0, int64_t g1) {
+    const ops::Region qr{s.row0, s.n_tokens, g0 * group * c.head_dim, (g1 - g0) * group * c.head_dim};
+    const ops::Region kr{s.row0, s.n_tokens, g0 * c.head_dim, (g1 - g0) * c.head_dim};
+    const ops::Region vr{s.row0, s.n_tokens, g0 * c.head_dim_v, (g1 - g0) * c.head_dim_v};
+    if (prep.q_bias != nullptr) ops::AddBiasRegion(ctx, q, *prep.q_bias, qr);
+    if (prep.k_bias != nullptr) ops::AddBiasRegion(ctx, k, *prep.k_bias, kr);
+    if (prep.v_bias != nullptr) ops::AddBiasRegion(ctx, v, *prep.v_bias, vr);
+    if (prep.q_norm != nullptr) ops::RmsNormRegion(ctx, q, q, *prep.q_norm, c.rms_eps, qr);
+    if (prep.k_norm != nullptr) ops::RmsNormRegion(ctx, k, k, *prep.k_norm, c.rms_eps, kr);
+    ops::RopeRegion(ctx, q, c.head_dim, pos, c.rope_dim, prep.rope_base, prep.rope_scale, c.rope_layout, qr);
+    ops::RopeRegion(ctx, k, c.head_dim, pos, c.rope_dim, prep.rope_base, prep.rope_scale, c.rope_layout, kr);
+    if (prep.q_scale != 1.0f) ops::ScaleRegion(ctx, q, prep.q_scale, qr);
+    ops::ScatterRegion(ctx, args.kv.k_data(l), kv_type, args.kv.k_dim(), k, slots, kr);
+    ops::ScatterRegion(ctx, args.kv.v_data(l), kv_type, args.kv.v_dim(), v, slots, vr);
+  };
   const ops::KvRows rows{args.kv.k_data(l), args.kv.v_data(l), args.kv.k_dim(), args.kv.block_tokens(), kv_type};
-  ops::Attention(args.ctx, out, q, rows, args.a.seqs.data(), static_cast<int64_t>(args.a.seqs.size()), shape);
+  ops::Attention(ctx, out, q, rows, args.a.seqs.data(), static_cast<int64_t>(args.a.seqs.size()), shape, prologue);
+}
+
+ops::RowPrologue AddAndNorm(ops::Context& ctx, Tensor& x, Tensor* add, const Tensor* add_norm, Tensor& out,
+                            const Tensor& norm, float eps) {
+  return [&ctx, &x, add, add_norm, &out, &norm, eps](int64_t begin, int64_t end) {
+    const ops::Region r = ops::Region::Rows(x, begin, end);
+    if (add != nullptr && add_norm != nullptr) ops::RmsNormRegion(ctx, *add, *add, *add_norm, eps, r);
+    if (add != nullptr) ops::AddRegion(ctx, x, *add, r);
+    ops::RmsNormRegion(ctx, out, x, norm, eps, r);
+  };
 }
 
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h) {

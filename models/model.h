@@ -160,10 +160,30 @@ struct ForwardArgs {
   Tensor& logits;
 };
 void LlamaForward(const ForwardArgs& args);
-// Writes the batch's new keys and values (rows of k, v) into the cache rows
-// of layer l, and attends every sequence over its keys.
-void CacheAndAttend(const ForwardArgs& args, int64_t l, const Tensor& k, const Tensor& v, const Tensor& q,
-                    Tensor& out, const ops::AttentionShape& shape);
+// What a layer does to its new q, k and v (fresh from their matmuls) before
+// attention reads them, in this order: biases added (Qwen2), per-head
+// RMSNorm (Gemma 3), rope, queries scaled (Gemma 3).
+struct QkvPrep {
+  const Tensor* q_bias = nullptr;
+  const Tensor* k_bias = nullptr;
+  const Tensor* v_bias = nullptr;
+  const Tensor* q_norm = nullptr;
+  const Tensor* k_norm = nullptr;
+  float rope_base = 10000.0f;
+  float rope_scale = 1.0f;
+  float q_scale = 1.0f;
+};
+// Makes q, k and v ready (prep), writes the batch's new keys and values into
+// the cache rows of layer l, and attends every sequence over its keys; the
+// first two per sequence and KV head, inside attention's parallel pass.
+void CacheAndAttend(const ForwardArgs& args, int64_t l, Tensor& q, Tensor& k, Tensor& v, Tensor& out,
+                    const ops::AttentionShape& shape, const QkvPrep& prep);
+// The prologue of a block's first matmul (ops::RowPrologue), on rows
+// [begin, end): when add is given, x += add, add first normalized in place
+// by add_norm when that is given too (Gemma 3's post-norms); then out =
+// RmsNorm(x) * norm.
+ops::RowPrologue AddAndNorm(ops::Context& ctx, Tensor& x, Tensor* add, const Tensor* add_norm, Tensor& out,
+                            const Tensor& norm, float eps);
 // The shared tail: final norm of the rows whose logits are wanted, the
 // output matrix, optional soft-capping. h is scratch of x's shape.
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h);

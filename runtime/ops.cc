@@ -69,7 +69,8 @@ float* Context::ThreadScratch(int thread, size_t n_floats) {
 
 void MatMul(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w) { MatMulShared(ctx, x, {{&out, &w}}); }
 
-void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets) {
+void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets,
+                  const RowPrologue& prologue) {
   CheckF32(x, "matmul x");
   const int64_t n_tokens = x.rows(), n_in = x.cols();
   ATRIUM_CHECK(targets.size() > 0, "matmul without a weight");
@@ -84,11 +85,14 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     total_rows += t.w->dim(0);
   }
   // Weights that want their input in different forms run one by one.
-  for (const MatMulTarget& t : targets) {
-    if (kernels::DotPartner(t.w->dtype()) != partner) {
-      for (const MatMulTarget& one : targets) MatMulShared(ctx, x, {one});
-      return;
-    }
+  bool mixed = false;
+  for (const MatMulTarget& t : targets) mixed = mixed || kernels::DotPartner(t.w->dtype()) != partner;
+  if (mixed || (prologue && partner == DType::kF32)) {
+    // No quantizing pass to run the prologue in: a pass of its own.
+    if (prologue) ByRows(ctx, n_tokens, n_in, prologue);
+    if (!mixed) return MatMulShared(ctx, x, targets);
+    for (const MatMulTarget& one : targets) MatMulShared(ctx, x, {one});
+    return;
   }
   const kernels::CpuKernels& k = CpuOrDie(ctx);
   const void* xq = x.raw();
@@ -98,6 +102,7 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     uint8_t* buf = ctx.Scratch(static_cast<size_t>(xq_stride * n_tokens));
     const float* xf = x.data<float>();
     auto quantize = [&](int64_t b, int64_t e) {
+      if (prologue) prologue(b, e);
       for (int64_t t = b; t < e; ++t) k.quantize_row(partner, buf + t * xq_stride, xf + t * n_in, n_in);
     };
     if (n_tokens >= 4 * ctx.n_threads()) {
@@ -156,22 +161,29 @@ void RmsNorm(Context& ctx, Tensor& out, const Tensor& x, const Tensor* w, float 
   ByRows(ctx, rows, dim, [&](int64_t b, int64_t e) { k.rms_norm(od + b * dim, xd + b * dim, wd, eps, e - b, dim); });
 }
 
-void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int32_t* pos,
-          int64_t rot_dim, float freq_base, float freq_scale, RopeLayout layout) {
-  CheckF32(x, "rope x");
-  ATRIUM_CHECK(x.cols() == n_heads * head_dim && rot_dim <= head_dim && rot_dim % 2 == 0,
-               "rope shapes: x %s, %lld heads of %lld", x.ShapeString().c_str(),
-               static_cast<long long>(n_heads), static_cast<long long>(head_dim));
+void RmsNormRegion(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w, float eps, const Region& r) {
+  const int64_t dim = w.numel();
+  ATRIUM_CHECK(out.cols() == x.cols() && r.col0 % dim == 0 && r.n_cols % dim == 0,
+               "rms_norm region: columns [%lld, +%lld) in pieces of %lld", static_cast<long long>(r.col0),
+               static_cast<long long>(r.n_cols), static_cast<long long>(dim));
   const kernels::CpuKernels& k = CpuOrDie(ctx);
-  float* xd = x.mutable_data<float>();
-  const int64_t n_tokens = x.rows(), cols = x.cols();
-  ByRows(ctx, n_tokens, cols, [&](int64_t b, int64_t e) {
-    k.rope(xd + b * cols, e - b, n_heads, head_dim, cols, pos + b, rot_dim, freq_base, freq_scale, layout);
-  });
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
+    k.rms_norm(out.mutable_data<float>() + i * out.cols() + r.col0, x.data<float>() + i * x.cols() + r.col0,
+               w.data<float>(), eps, r.n_cols / dim, dim);
+  }
+}
+
+void RopeRegion(Context& ctx, Tensor& x, int64_t head_dim, const int32_t* pos, int64_t rot_dim, float freq_base,
+                float freq_scale, RopeLayout layout, const Region& r) {
+  ATRIUM_CHECK(r.col0 % head_dim == 0 && r.n_cols % head_dim == 0 && rot_dim <= head_dim,
+               "rope region: columns [%lld, +%lld) in heads of %lld", static_cast<long long>(r.col0),
+               static_cast<long long>(r.n_cols), static_cast<long long>(head_dim));
+  CpuOrDie(ctx).rope(x.mutable_data<float>() + r.row0 * x.cols() + r.col0, r.n_rows, r.n_cols / head_dim, head_dim,
+                     x.cols(), pos + r.row0, rot_dim, freq_base, freq_scale, layout);
 }
 
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, const AttentionSeq* seqs,
-               int64_t n_seqs, const AttentionShape& s) {
+               int64_t n_seqs, const AttentionShape& s, const AttentionPrologue& prologue) {
   CheckF32(out, "attention out");
   CheckF32(q, "attention q");
   ATRIUM_CHECK(q.cols() == s.n_heads * s.head_dim && out.cols() == q.cols() && out.rows() == q.rows() &&
@@ -207,10 +219,18 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
                              : static_cast<int64_t>(static_cast<double>(n_tokens) *
                                                     std::sqrt(static_cast<double>(i) / token_blocks));
   };
+  // A unit of one whole group of one sequence's tokens makes its own inputs.
+  const bool unit_prologue = prologue && whole_groups && token_blocks == 1;
+  if (prologue && !unit_prologue) {
+    ctx.pool().ParallelFor(n_seqs, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) prologue(seqs[i], 0, s.n_kv_heads);
+    });
+  }
   ctx.pool().ParallelFor(n_seqs * units_per_seq, 1, [&](int64_t b, int64_t e, int thread) {
     for (int64_t u = b; u < e; ++u) {
       const AttentionSeq& a = seqs[u / units_per_seq];
       const int64_t h0 = (u % units_per_seq / token_blocks) * heads_per_unit, tb = u % token_blocks;
+      if (unit_prologue) prologue(a, h0 / group, h0 / group + 1);
       const int64_t t0 = token_edge(a.n_tokens, tb), t1 = token_edge(a.n_tokens, tb + 1);
       if (t0 == t1) continue;
       float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(a.n_kv));
@@ -221,21 +241,20 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
   });
 }
 
-void ScatterRows(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src, const int64_t* rows) {
-  CheckF32(src, "scatter src");
-  ATRIUM_CHECK(dst_stride >= src.cols() && (dst_type == DType::kF32 || dst_type == DType::kF16),
-               "scatter: rows of %lld floats into a stride of %lld", static_cast<long long>(src.cols()),
-               static_cast<long long>(dst_stride));
-  const float* s = src.data<float>();
-  if (dst_type == DType::kF32) {
-    for (int64_t i = 0; i < src.rows(); ++i) {
-      std::copy_n(s + i * src.cols(), src.cols(), static_cast<float*>(dst) + rows[i] * dst_stride);
-    }
-    return;
-  }
+void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
+                   const int64_t* rows, const Region& r) {
+  ATRIUM_CHECK(r.col0 + r.n_cols <= dst_stride && (dst_type == DType::kF32 || dst_type == DType::kF16),
+               "scatter region: columns [%lld, +%lld) into a stride of %lld", static_cast<long long>(r.col0),
+               static_cast<long long>(r.n_cols), static_cast<long long>(dst_stride));
   const kernels::CpuKernels& k = CpuOrDie(ctx);
-  for (int64_t i = 0; i < src.rows(); ++i) {
-    k.quantize_row(DType::kF16, static_cast<uint16_t*>(dst) + rows[i] * dst_stride, s + i * src.cols(), src.cols());
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
+    const float* from = src.data<float>() + i * src.cols() + r.col0;
+    const int64_t at = rows[i] * dst_stride + r.col0;
+    if (dst_type == DType::kF32) {
+      std::copy_n(from, r.n_cols, static_cast<float*>(dst) + at);
+    } else {
+      k.quantize_row(DType::kF16, static_cast<uint16_t*>(dst) + at, from, r.n_cols);
+    }
   }
 }
 
@@ -285,6 +304,31 @@ void Add(Context& ctx, Tensor& out, const Tensor& a, const Tensor& b) {
   const float* ad = a.data<float>();
   const float* bd = b.data<float>();
   Elementwise(ctx, out.numel(), [&](int64_t s, int64_t e) { k.add(o + s, ad + s, bd + s, e - s); });
+}
+
+void AddRegion(Context& ctx, Tensor& x, const Tensor& y, const Region& r) {
+  ATRIUM_CHECK(y.cols() == x.cols() && y.rows() >= r.row0 + r.n_rows, "add region: %s into %s",
+               y.ShapeString().c_str(), x.ShapeString().c_str());
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
+    float* row = x.mutable_data<float>() + i * x.cols() + r.col0;
+    k.add(row, row, y.data<float>() + i * y.cols() + r.col0, r.n_cols);
+  }
+}
+
+void AddBiasRegion(Context& ctx, Tensor& x, const Tensor& bias, const Region& r) {
+  ATRIUM_CHECK(bias.numel() == x.cols(), "bias of %lld for rows of %lld", static_cast<long long>(bias.numel()),
+               static_cast<long long>(x.cols()));
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
+    float* row = x.mutable_data<float>() + i * x.cols() + r.col0;
+    k.add(row, row, bias.data<float>() + r.col0, r.n_cols);
+  }
+}
+
+void ScaleRegion(Context& ctx, Tensor& x, float s, const Region& r) {
+  const kernels::CpuKernels& k = CpuOrDie(ctx);
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) k.scale(x.mutable_data<float>() + i * x.cols() + r.col0, r.n_cols, s);
 }
 
 void Scale(Context& ctx, Tensor& x, float s) {

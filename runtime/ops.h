@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
@@ -46,15 +47,20 @@ struct MatMulTarget {
   Tensor* out;
   const Tensor* w;
 };
-void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets);
+//
+// prologue, when given, makes x's rows first: it is called on rows [begin,
+// end) of x just before they are quantized, by the thread that quantizes
+// them, inside the matmul's own parallel pass over its input (a residual add
+// and a norm: one hand-off to the threads instead of three, and no serial
+// pass between matmuls). It must write only those rows of its outputs, and
+// call only the *Region ops below (they never use the pool).
+using RowPrologue = std::function<void(int64_t begin, int64_t end)>;
+void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTarget> targets,
+                  const RowPrologue& prologue = nullptr);
 // out [n, dim] f32 = rows ids[0..n) of table [n_vocab, dim] (any dtype), dequantized.
 void Embed(Context& ctx, Tensor& out, const Tensor& table, const int32_t* ids, int64_t n);
 // Each row of x normalized (row length = w's length); out may alias x. w may be null.
 void RmsNorm(Context& ctx, Tensor& out, const Tensor& x, const Tensor* w, float eps);
-// In place on x [n_tokens, n_heads * head_dim].
-void Rope(Context& ctx, Tensor& x, int64_t n_heads, int64_t head_dim, const int32_t* pos,
-          int64_t rot_dim, float freq_base, float freq_scale, RopeLayout layout);
-
 struct AttentionShape {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
@@ -84,17 +90,44 @@ struct AttentionSeq {
   int64_t n_kv;
   const int32_t* blocks;  // its block table (null: contiguous)
 };
+// Makes what attention reads for one sequence and KV heads [kv_head0,
+// kv_head1): the rope of those heads' queries and keys, their new keys and
+// values written to the cache. Called, like RowPrologue, on a pool thread
+// (only *Region ops), just before the work unit that reads them, in the same
+// parallel pass; in a pass of its own first when units split a group's heads
+// or a sequence's tokens.
+using AttentionPrologue = std::function<void(const AttentionSeq& seq, int64_t kv_head0, int64_t kv_head1)>;
 // out, q: [total query rows, n_heads * head_dim]. All sequences in one
 // parallel pass, whole GQA groups a work unit.
 void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, const AttentionSeq* seqs,
-               int64_t n_seqs, const AttentionShape& shape);
+               int64_t n_seqs, const AttentionShape& shape, const AttentionPrologue& prologue = nullptr);
 
-// Row i of src [n, cols] f32 is copied to row rows[i] of dst (rows
-// dst_stride elements of dst_type apart, f32 or f16): new keys and values
-// into their cache rows.
-void ScatterRows(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src, const int64_t* rows);
 // Row rows[i] of src is copied to row i of dst [n, cols].
 void GatherRows(Context& ctx, Tensor& dst, const Tensor& src, const int64_t* rows);
+
+// ---- One region of a 2-D f32 tensor, on the calling thread (never the
+// pool): the pieces prologues are made of. Rows [row0, row0 + n_rows),
+// columns [col0, col0 + n_cols); the whole-tensor ops above run the same
+// kernels over every row, so the results are the same bit for bit.
+struct Region {
+  int64_t row0 = 0, n_rows = 0, col0 = 0, n_cols = 0;
+  static Region Rows(const Tensor& t, int64_t begin, int64_t end) { return {begin, end - begin, 0, t.cols()}; }
+};
+// x += y (y shaped as x).
+void AddRegion(Context& ctx, Tensor& x, const Tensor& y, const Region& r);
+// x[row, col] += bias[col].
+void AddBiasRegion(Context& ctx, Tensor& x, const Tensor& bias, const Region& r);
+// out = x normalized in pieces of w's length (a head's, for per-head norms;
+// the region's columns whole pieces); out may alias x.
+void RmsNormRegion(Context& ctx, Tensor& out, const Tensor& x, const Tensor& w, float eps, const Region& r);
+void ScaleRegion(Context& ctx, Tensor& x, float s, const Region& r);
+// The region's columns are whole heads; pos[row] is a row's position.
+void RopeRegion(Context& ctx, Tensor& x, int64_t head_dim, const int32_t* pos, int64_t rot_dim, float freq_base,
+                float freq_scale, RopeLayout layout, const Region& r);
+// Row i of src's region to row rows[i] of dst, the same columns (dst rows
+// dst_stride elements of dst_type apart, f32 or f16).
+void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
+                   const int64_t* rows, const Region& r);
 
 void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
 void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
