@@ -111,13 +111,14 @@ def llama_cmake_flags():
     return flags
 
 
-def llama_bench_path():
-    return os.path.join(CACHE_DIR, f"llama-bench-{LLAMA_CPP_PYTHON_VERSION}-build", "bin", "llama-bench")
+def llama_tool_path(tool="llama-bench"):
+    return os.path.join(CACHE_DIR, f"llama-bench-{LLAMA_CPP_PYTHON_VERSION}-build", "bin", tool)
 
 
-def build_llama_bench():
-    """Returns the llama-bench binary, building it first if it is missing."""
-    binary = llama_bench_path()
+def build_llama_tool(tool="llama-bench"):
+    """Returns one of llama.cpp's tools (llama-bench, llama-batched-bench),
+    building it first if it is missing; all share one build directory."""
+    binary = llama_tool_path(tool)
     if os.path.exists(binary):
         return binary
     os.makedirs(CACHE_DIR, exist_ok=True)
@@ -131,13 +132,15 @@ def build_llama_bench():
         with tarfile.open(sdist) as tar:
             tar.extractall(CACHE_DIR, filter="data")
     build_dir = os.path.dirname(os.path.dirname(binary))
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    flags = llama_cmake_flags()
-    log("building llama-bench (once; ~5-10 min on 2 cores): " + " ".join(f for f in flags if "GGML_" in f))
-    subprocess.run(["cmake", "-S", os.path.join(src_root, "vendor", "llama.cpp"), "-B", build_dir,
-                    *generator, *flags], check=True, stdout=subprocess.DEVNULL)
+    if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
+        generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+        flags = llama_cmake_flags()
+        log("configuring llama.cpp: " + " ".join(f for f in flags if "GGML_" in f))
+        subprocess.run(["cmake", "-S", os.path.join(src_root, "vendor", "llama.cpp"), "-B", build_dir,
+                        *generator, *flags], check=True, stdout=subprocess.DEVNULL)
+    log(f"building {tool} (once; the first llama.cpp tool takes ~5-10 min on 2 cores)")
     # -j2: the benchmark machines have 2 cores, and a wider build only thrashes.
-    subprocess.run(["cmake", "--build", build_dir, "--target", "llama-bench", "-j2"], check=True)
+    subprocess.run(["cmake", "--build", build_dir, "--target", tool, "-j2"], check=True)
     return binary
 
 
@@ -388,11 +391,11 @@ def main():
             sys.exit(f"{m} is missing: scripts/setup.sh installs the default models")
 
     if args.skip_build:
-        llama_bench = llama_bench_path() if os.path.exists(llama_bench_path()) else None
+        llama_bench = llama_tool_path() if os.path.exists(llama_tool_path()) else None
         if llama_bench is None:
             log("--skip-build and no cached llama-bench: measuring Atrium alone")
     else:
-        llama_bench = build_llama_bench()
+        llama_bench = build_llama_tool()
 
     load_before = os.getloadavg()
     log("measuring read bandwidth (1 GiB buffer)")

@@ -14,19 +14,29 @@ for it; with 16, one step decodes up to 16 tokens for about the same weight
 reads, so the aggregate should be several times higher while each stream's
 inter-token latency grows a little.
 
-Prints the median runs, every run's tok/s, and the ratio
+Prints the median runs, every run's tok/s, and two ratios of 16 clients
+to 1:
 
-  speedup = output tok/s with 16 clients / output tok/s with 1 client
+  decode:      tok/s over the steps that only decoded (no prompt tokens in
+               the batch; bench-serve's decode_only), what llama.cpp's
+               batched-bench reports as S_TG
+  end to end:  generated tokens / wall time, prefill of every request included
 
-the same over decode steps alone (16 / mean inter-token time against
-1 / mean inter-token time), which leaves out the prefill of new requests,
-and writes bench/results/serve.json (both runs' full JSON, the ratio, the
+Beside them, unless --skip-peer, llama.cpp's llama-batched-bench on the same
+GGUF file, threads, prompt and output lengths (-npl 1,16: 16 sequences
+prefilled, then decoded together), alternately with Atrium's runs: its S_TG
+and its generated tokens / total time. It builds the tool once into
+bench/.cache/ as bench/compare.py does (the first llama.cpp tool takes 5-10
+min; later ones a minute).
+
+Writes bench/results/serve.json (every run's full JSON, the ratios, the
 command lines). Not a test: never run in CI; the numbers depend on the
 machine and on what else it runs.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -45,9 +55,29 @@ def run(args, clients, requests):
     return {"command": cmd, "result": json.loads(p.stdout)}
 
 
-def row(label, r):
-    return (f"{label:>10}  {r['output_tokens_per_second']:9.1f}  {r['itl_ms']['p50']:8.1f}  {r['itl_ms']['p99']:8.1f}"
-            f"  {r['ttft_ms']['p50']:9.1f}  {r['peak_running']:5d}  {r['requests']:5d}")
+def run_peer(args, model_path, clients):
+    """llama-batched-bench with 1 and `clients` sequences: {n: (S_TG, end-to-end tok/s)}."""
+    lengths = []
+    for spec in (args.prompt_tokens, args.output_tokens):
+        lo, _, hi = spec.partition(":")
+        if hi and hi != lo:
+            return None  # batched-bench takes fixed lengths only
+        lengths.append(int(lo))
+    n_prompt, n_gen = lengths
+    ctx = max(4096, clients * (n_prompt + n_gen))
+    cmd = [args.peer, "-m", model_path, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(ctx),
+           "-b", "2048", "-ub", "512", "-npp", str(n_prompt), "-ntg", str(n_gen), "-npl", f"1,{clients}",
+           "--output-format", "jsonl"]
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"llama-batched-bench failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    out = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            r = json.loads(line)
+            out[r["pl"]] = {"decode": r["speed_tg"], "end_to_end": r["pl"] * r["tg"] / r["t"], "raw": r}
+    return {"command": cmd, "result": out}
 
 
 def main():
@@ -62,47 +92,69 @@ def main():
     parser.add_argument("--output-tokens", default="128:128", help="N or MIN:MAX, the same in both runs")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repetitions", type=int, default=3, help="alternating runs of each; medians are compared")
+    parser.add_argument("--skip-peer", action="store_true", help="do not run (or build) llama.cpp's batched-bench")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results", "serve.json"))
     parser.add_argument("--verbose", action="store_true", help="show bench-serve's stderr summaries")
     args = parser.parse_args()
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: build first (scripts/build.sh) or pass --binary")
+    args.peer = None
+    if not args.skip_peer:
+        sys.path.insert(0, BENCH_DIR)
+        import compare  # the pinned llama.cpp build that bench/compare.py uses
+        args.peer = compare.build_llama_tool("llama-batched-bench")
 
-    # Alternate the two runs (1, N, 1, N, ...) so the VM's slow and fast
-    # phases hit both alike, and compare medians, as bench/compare.py does.
-    singles, batches = [], []
+    # Alternate the runs (1, N, peer, 1, N, peer, ...) so the VM's slow and
+    # fast phases hit all alike, and compare medians, as bench/compare.py does.
+    singles, batches, peers = [], [], []
     for _ in range(args.repetitions):
         singles.append(run(args, 1, 4))
         batches.append(run(args, args.clients, args.requests or 2 * args.clients))
+        if args.peer:
+            peer = run_peer(args, singles[-1]["result"]["model"], args.clients)
+            if peer is None:
+                print("llama-batched-bench takes fixed lengths only: peer skipped", file=sys.stderr)
+                args.peer = None
+            else:
+                peers.append(peer)
 
-    def median_run(runs):
-        ordered = sorted(runs, key=lambda r: r["result"]["output_tokens_per_second"])
-        return ordered[len(ordered) // 2]
+    med = statistics.median
+    at_tps = lambda runs: [r["result"]["output_tokens_per_second"] for r in runs]
+    at_dec = lambda runs: [r["result"]["decode_only"]["tokens_per_second"] for r in runs]
+    s0 = singles[0]["result"]
+    table = {
+        "atrium": {"decode": (med(at_dec(singles)), med(at_dec(batches))),
+                   "end_to_end": (med(at_tps(singles)), med(at_tps(batches)))},
+    }
+    if peers:
+        pe = lambda n, k: [p["result"][n][k] for p in peers]
+        table["llama.cpp"] = {k: (med(pe(1, k)), med(pe(args.clients, k))) for k in ("decode", "end_to_end")}
 
-    single, batched = median_run(singles), median_run(batches)
-    s, b = single["result"], batched["result"]
-    ratio = b["output_tokens_per_second"] / s["output_tokens_per_second"]
-    tps = lambda runs: [round(r["result"]["output_tokens_per_second"], 1) for r in runs]
-
-    print(f"{s['model']}, {s['threads']} threads, {s['kernels']} kernels, prompts {args.prompt_tokens}, "
-          f"outputs {args.output_tokens} tokens")
-    print(f"{'clients':>10}  {'out tok/s':>9}  {'ITL p50':>8}  {'ITL p99':>8}  {'TTFT p50':>9}  {'batch':>5}  "
-          f"{'reqs':>5}")
-    print(row("1", s))
-    print(row(str(args.clients), b))
-    print(f"runs (tok/s, in order): 1 client {tps(singles)}, {args.clients} clients {tps(batches)}")
-    print(f"aggregate decode speedup, {args.clients} streams / 1 stream (medians of {args.repetitions}): {ratio:.2f}x")
-    # The same over decode steps alone: each run's streams / its mean
-    # inter-token time, which leaves out the time new requests' prompts take
-    # (what llama.cpp's batched-bench calls S_TG against S_PP).
-    step_ratio = (b["peak_running"] / b["itl_ms"]["mean"]) / (1.0 / s["itl_ms"]["mean"])
-    print(f"over decode steps alone ({b['peak_running']} / mean inter-token time, same runs): {step_ratio:.2f}x")
+    print(f"{s0['model']}, {s0['threads']} threads, {s0['kernels']} kernels, prompts {args.prompt_tokens}, "
+          f"outputs {args.output_tokens} tokens; medians of {args.repetitions} alternating runs")
+    n = args.clients
+    print(f"{'engine':>10}  {'tok/s':>10}  {'1 stream':>9}  {f'{n} streams':>10}  {'ratio':>6}")
+    ratios = {}
+    for engine, rows in table.items():
+        for kind, (one, many) in rows.items():
+            ratios[f"{engine} {kind}"] = many / one
+            print(f"{engine:>10}  {kind:>10}  {one:9.1f}  {many:10.1f}  {many / one:5.2f}x")
+    b = sorted(batches, key=lambda r: r["result"]["output_tokens_per_second"])[len(batches) // 2]["result"]
+    s = sorted(singles, key=lambda r: r["result"]["output_tokens_per_second"])[len(singles) // 2]["result"]
+    print(f"Atrium ITL p50/p99 ms: 1 stream {s['itl_ms']['p50']:.1f}/{s['itl_ms']['p99']:.1f}, "
+          f"{n} streams {b['itl_ms']['p50']:.1f}/{b['itl_ms']['p99']:.1f}; TTFT p50/p99 ms: 1 stream "
+          f"{s['ttft_ms']['p50']:.1f}/{s['ttft_ms']['p99']:.1f}, {n} streams {b['ttft_ms']['p50']:.1f}/"
+          f"{b['ttft_ms']['p99']:.1f}")
+    fmt = lambda xs: [round(x, 1) for x in xs]
+    print(f"Atrium runs, in order (decode tok/s): 1 stream {fmt(at_dec(singles))}, {n} streams {fmt(at_dec(batches))}")
+    print(f"Atrium runs, in order (end to end):   1 stream {fmt(at_tps(singles))}, {n} streams {fmt(at_tps(batches))}")
+    if peers:
+        print(f"llama.cpp runs (S_TG): 1 stream {fmt(pe(1, 'decode'))}, {n} streams {fmt(pe(n, 'decode'))}")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"single": single, "batched": batched, "clients": args.clients, "speedup": ratio,
-                   "decode_step_speedup": step_ratio,
-                   "single_runs": tps(singles), "batched_runs": tps(batches)}, f, indent=2)
+        json.dump({"clients": n, "ratios": ratios, "medians": table, "single_runs": singles, "batched_runs": batches,
+                   "peer_runs": peers}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}", file=sys.stderr)
 

@@ -324,6 +324,11 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
   const int64_t cached_total = after.prefix.hit_tokens - before.prefix.hit_tokens;
   const double wall = std::max(Ms(t_end - t0) / 1e3, 1e-9);
   const Percentiles ttft_ms = Summarize(ttft), itl_ms = Summarize(itl), e2e_ms = Summarize(e2e);
+  // Steps with no prompt tokens in them (llama.cpp batched-bench's S_TG).
+  const int64_t decode_steps = after.decode_steps - before.decode_steps;
+  const int64_t decode_tokens = after.decode_tokens - before.decode_tokens;
+  const double decode_seconds = after.decode_seconds - before.decode_seconds;
+  const double decode_tps = decode_seconds > 0 ? decode_tokens / decode_seconds : 0.0;
 
   const nlohmann::ordered_json out = {
       {"engine", "atrium"},
@@ -355,6 +360,10 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
       {"preemptions", after.preemptions - before.preemptions},
       {"prefix_cache_hit_tokens", cached_total},
       {"engine_steps", after.steps - before.steps},
+      {"decode_only", {{"steps", decode_steps},
+                       {"tokens", decode_tokens},
+                       {"seconds", decode_seconds},
+                       {"tokens_per_second", decode_tps}}},
   };
   std::printf("%s\n", out.dump(2).c_str());
 
@@ -362,6 +371,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
                "[atrium bench-serve] %s, %d threads, %s kernels\n"
                "  %d clients, %lld requests (%lld failed) in %.2f s; prompts %lld:%lld, outputs %lld:%lld tokens\n"
                "  throughput  %.1f generated tok/s, %.1f total tok/s, %.2f req/s\n"
+               "  decode      %.1f tok/s over the %lld steps that only decoded (%.2f s)\n"
                "  TTFT ms     p50 %.1f  p90 %.1f  p99 %.1f\n"
                "  ITL ms      p50 %.1f  p90 %.1f  p99 %.1f\n"
                "  E2E ms      p50 %.1f  p90 %.1f  p99 %.1f\n"
@@ -372,7 +382,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
                static_cast<long long>(prompt_range->lo), static_cast<long long>(prompt_range->hi),
                static_cast<long long>(output_range->lo), static_cast<long long>(output_range->hi),
                generated_total / wall, (prompt_total + generated_total) / wall, (n_requests - failed) / wall,
-               ttft_ms.p50, ttft_ms.p90, ttft_ms.p99, itl_ms.p50, itl_ms.p90, itl_ms.p99, e2e_ms.p50, e2e_ms.p90,
+               decode_tps, static_cast<long long>(decode_steps), decode_seconds, ttft_ms.p50, ttft_ms.p90, ttft_ms.p99, itl_ms.p50, itl_ms.p90, itl_ms.p99, e2e_ms.p50, e2e_ms.p90,
                e2e_ms.p99, peak_used.load(), after.kv_blocks_total, static_cast<long long>(peak_running.load()),
                static_cast<long long>(after.preemptions - before.preemptions), static_cast<long long>(cached_total));
   return failed > 0 ? 1 : 0;

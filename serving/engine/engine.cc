@@ -243,6 +243,7 @@ SchedulerInput Engine::BuildInput() const {
 }
 
 bool Engine::Step(ops::Context& ctx) {
+  const Clock::time_point t_step = Clock::now();
   TakeArrivals();
   ExpireAndCancel();
   RemoveFinished();
@@ -358,6 +359,13 @@ bool Engine::Step(ops::Context& ctx) {
     SampleNext(s, last);
   }
   RemoveFinished();
+  if (plan.prefill.empty() && plan.admit.empty()) {
+    const double seconds = Since(t_step);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.decode_steps;
+    stats_.decode_tokens += static_cast<int64_t>(batch.size());
+    stats_.decode_seconds += seconds;
+  }
   return true;
 }
 

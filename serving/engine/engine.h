@@ -81,6 +81,13 @@ struct EngineStats {
   int32_t kv_blocks_used = 0;    // held by sequences or by the prefix cache
   int64_t kv_blocks_cached = 0;  // held by the prefix cache
   int64_t steps = 0;
+  // Steps that only decoded (no prompt tokens in the batch): how many, the
+  // tokens they generated and their time (schedule, forward, sampling). Their
+  // tokens / seconds is the decode throughput llama.cpp's batched-bench
+  // reports as S_TG, free of the prefill that shares other steps.
+  int64_t decode_steps = 0;
+  int64_t decode_tokens = 0;
+  double decode_seconds = 0;
   int64_t preemptions = 0;
   int64_t finished = 0;
   PrefixCacheStats prefix;

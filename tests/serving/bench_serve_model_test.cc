@@ -58,6 +58,17 @@ TEST(BenchServeTest, FourClientsEightRequestsReportSaneFigures) {
     EXPECT_GE(j[m]["p99"].get<double>(), j[m]["p90"].get<double>()) << m;
   }
   EXPECT_GE(j["e2e_ms"]["p50"].get<double>(), j["ttft_ms"]["p50"].get<double>());
+  // Steps with no prompt tokens: at most 4 tokens each (4 clients), each
+  // after its request's first token; some exist (outputs of up to 12).
+  const nlohmann::json& d = j["decode_only"];
+  EXPECT_GT(d["steps"].get<int64_t>(), 0);
+  EXPECT_LT(d["steps"].get<int64_t>(), j["engine_steps"].get<int64_t>());
+  EXPECT_GE(d["tokens"].get<int64_t>(), d["steps"].get<int64_t>());
+  EXPECT_LE(d["tokens"].get<int64_t>(), 4 * d["steps"].get<int64_t>());
+  EXPECT_LE(d["tokens"].get<int64_t>(), generated - 8);
+  EXPECT_GT(d["seconds"].get<double>(), 0);
+  EXPECT_LT(d["seconds"].get<double>(), j["wall_seconds"].get<double>());
+  EXPECT_NEAR(d["tokens_per_second"].get<double>(), d["tokens"].get<double>() / d["seconds"].get<double>(), 1e-6);
   EXPECT_GT(j["kv_blocks_peak_used"].get<int64_t>(), 0);
   EXPECT_LE(j["kv_blocks_peak_used"].get<int64_t>(), j["kv_blocks_total"].get<int64_t>());
   EXPECT_GE(j["peak_running"].get<int64_t>(), 1);

@@ -129,7 +129,16 @@ TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
     EXPECT_EQ(got.finish_reason, "length");
   }
   // They ran together: alone they would take 16 x 24 steps.
-  EXPECT_LT(engine->stats().steps, 100);
+  const EngineStats stats = engine->stats();
+  EXPECT_LT(stats.steps, 100);
+  // The steps with no prompt tokens computed one token per running sequence,
+  // each one of a request's last 23 (its first comes from its prefill).
+  EXPECT_GT(stats.decode_steps, 0);
+  EXPECT_LT(stats.decode_steps, stats.steps);
+  EXPECT_GE(stats.decode_tokens, stats.decode_steps);
+  EXPECT_LE(stats.decode_tokens, 16 * stats.decode_steps);
+  EXPECT_LE(stats.decode_tokens, 16 * 23);
+  EXPECT_GT(stats.decode_seconds, 0.0);
   loop.Remove(engine.get());
 }
 
