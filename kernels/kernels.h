@@ -26,6 +26,19 @@ enum class RopeLayout : int { kNormal = 0, kNeox = 2 };
 // Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K, F32/F16/BF16 -> F32 (no quantization).
 DType DotPartner(DType weight);
 
+// Where the attention call a thread makes next starts reading: keys
+// [first, first + n) of one KV head (k and v already offset to it) in a
+// cache of the same kv_type, kv_stride and block_tokens as the current
+// call. Decode reads a few blocks of keys per call; without this hint the
+// first block of each call comes from memory with nothing to overlap it.
+struct AttentionNext {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const int32_t* blocks = nullptr;  // null: contiguous
+  int64_t first = 0;
+  int64_t n = 0;
+};
+
 // Function table of one instruction set. Every entry is always set: an ISA
 // table starts as a copy of the scalar one and overrides what it speeds up.
 struct CpuKernels {
@@ -99,12 +112,14 @@ struct CpuKernels {
   // score = scale * dot(q, k); if softcap > 0, score = softcap * tanh(score / softcap).
   // Only heads [head_begin, head_end) are computed (threads split by head).
   // scratch: at least n_kv floats, owned by the calling thread.
+  // next (may be null): the first keys of the call this thread makes next,
+  // which the kernel may prefetch while it computes its own last keys.
   void (*attention)(float* out, int64_t out_stride, const float* q, int64_t q_stride,
                     const void* k, const void* v, DType kv_type, int64_t kv_stride,
                     const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
                     int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads,
                     int64_t head_dim, float scale, float softcap, int64_t window,
-                    int64_t head_begin, int64_t head_end, float* scratch);
+                    int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next);
 };
 
 // The best table for this CPU, chosen once. The environment variable

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cpu/float_simd.h"
 
@@ -267,16 +268,25 @@ inline void GroupAccumulateAll(float* acc, int64_t head_dim, const float* corr, 
   }
 }
 
+// Keys [begin, end) of a KeyRows: what a call reads first, for the
+// prefetch of the call before it (empty: nothing follows).
+template <typename E>
+struct KeyRange {
+  KeyRows<E> rows{};
+  int64_t begin = 0, end = 0;
+};
+
 // Heads q_heads[0 .. nh) (rows head_dim apart) of one query token over the
 // keys [begin, end) of kv, written to out (rows head_dim apart). Online
 // softmax over blocks of up to kMaxBlock keys: each block of K and V rows is
 // read from memory once and converted once for every head of the group,
 // which is what decode with grouped-query attention is bound by. A block
 // spans the pages of a paged cache (its rows are looked up one by one), so
-// a paged and a contiguous cache give the same result.
+// a paged and a contiguous cache give the same result. The last block
+// prefetches the first block of `then`, what the thread reads next.
 template <class V, typename E>
 void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>& kv, int64_t begin, int64_t end,
-                 int64_t head_dim, float scale, float softcap) {
+                 int64_t head_dim, float scale, float softcap, const KeyRange<E>& then) {
   const int64_t block = head_dim <= 128 ? kMaxBlock : kMaxBlock / 2;  // K block fits in L1
   alignas(64) float acc[kGroupHeads * kMaxHeadDim];
   alignas(64) float p[kGroupHeads][kMaxBlock];
@@ -307,13 +317,17 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
     // The next block's K and V rows, prefetched while this one is computed:
     // a paged cache jumps between pages, and the slices of a row are short
     // strided streams the hardware prefetcher picks up late.
-    const int64_t j1 = j0 + nb, n1 = end - j1 < block ? end - j1 : block;
+    // After the last block, the first of `then`.
+    const bool last = j0 + nb >= end;
+    const KeyRows<E>& nkv = last ? then.rows : kv;
+    const int64_t j1 = last ? then.begin : j0 + nb, e1 = last ? then.end : end;
+    const int64_t n1 = e1 - j1 < block ? (e1 > j1 ? e1 - j1 : 0) : block;
     for (int64_t r = 0, run = 0; r < n1; r += run) {
-      run = kv.Run(j1 + r, n1 - r);
-      const int64_t row = kv.Row(j1 + r);
+      run = nkv.Run(j1 + r, n1 - r);
+      const int64_t row = nkv.Row(j1 + r);
       for (int64_t i = 0; i < run; ++i) {
-        knext[r + i] = reinterpret_cast<const char*>(kv.k + (row + i) * kv.stride);
-        vnext[r + i] = reinterpret_cast<const char*>(kv.v + (row + i) * kv.stride);
+        knext[r + i] = reinterpret_cast<const char*>(nkv.k + (row + i) * nkv.stride);
+        vnext[r + i] = reinterpret_cast<const char*>(nkv.v + (row + i) * nkv.stride);
       }
     }
     const Ahead k_ahead{knext, n1, row_bytes}, v_ahead{vnext, n1, row_bytes};
@@ -381,19 +395,36 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                     const E* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
                     int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
-                int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
+                int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
+  // Visible keys of the query at position p are the contiguous range [begin, end).
+  auto visible = [&](int64_t p) {
+    return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n_kv ? p + 1 : n_kv};
+  };
+  // What this thread reads after this call.
+  KeyRange<E> after;
+  if (next != nullptr) {
+    after = {{static_cast<const E*>(next->k), static_cast<const E*>(next->v), kv_stride, next->blocks, block_tokens},
+             next->first, next->first + next->n};
+  }
+  const int64_t g_end = (head_end + group - 1) / group;
   // Query heads [h0, h1) share kv head g; kv heads are the outer loop so
   // that their K / V rows stay in cache across the tokens of a prefill.
-  for (int64_t g = head_begin / group; g * group < head_end; ++g) {
+  for (int64_t g = head_begin / group; g < g_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;
     const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
     const KeyRows<E> kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
+    // Read after this kv head's last token: the next kv head's first keys.
+    KeyRange<E> then_g = after;
+    if (g + 1 < g_end) {
+      const auto [b, e] = visible(q_pos0);
+      then_g = {{kv.k + head_dim, kv.v + head_dim, kv_stride, blocks, block_tokens}, b, e};
+    }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
-      // Visible keys are the contiguous range [begin, end).
-      const int64_t end = p + 1 < n_kv ? p + 1 : n_kv;
-      const int64_t begin = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+      const auto [begin, end] = visible(p);
+      // The next token reads (mostly) the same keys, already in cache.
+      const KeyRange<E> then = t + 1 < n_tokens ? KeyRange<E>{} : then_g;
       const float* qt = q + t * q_stride;
       float* ot = out + t * out_stride;
       if (begin >= end) {
@@ -409,7 +440,8 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
       }
       for (int64_t h = h0; h < h1; h += kGroupHeads) {
         const int64_t nh = h1 - h < kGroupHeads ? h1 - h : kGroupHeads;
-        AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kv, begin, end, head_dim, scale, softcap);
+        AttendGroup<V>(ot + h * head_dim, qt + h * head_dim, nh, kv, begin, end, head_dim, scale, softcap,
+                       h + nh < h1 ? KeyRange<E>{} : then);
       }
     }
   }
@@ -419,15 +451,16 @@ template <class V>
 void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k, const void* v,
                 DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
                 int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
-                float softcap, int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
+                float softcap, int64_t window, int64_t head_begin, int64_t head_end, float* scratch,
+                const AttentionNext* next) {
   if (kv_type == DType::kF16) {
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
-                      softcap, window, head_begin, head_end, scratch);
+                      softcap, window, head_begin, head_end, scratch, next);
   } else {
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const float*>(k), static_cast<const float*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
-                      softcap, window, head_begin, head_end, scratch);
+                      softcap, window, head_begin, head_end, scratch, next);
   }
 }
 

@@ -123,7 +123,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
                const void* v, DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
                int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
-               int64_t window, int64_t head_begin, int64_t head_end, float* scratch) {
+               int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext*) {
   const int64_t group = n_heads / n_kv_heads;
   auto row = [&](int64_t j) { return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens; };
   // Element i of a K or V array, as f32.

@@ -364,10 +364,13 @@ std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int 
   const int64_t head_end = c.head_end == 0 ? c.n_heads : c.head_end;
   const void* kp = f16 ? static_cast<const void*>(kh.data()) : k.data();
   const void* vp = f16 ? static_cast<const void*>(vh.data()) : v.data();
+  // A hint of what the thread reads next (here: kv head 0's keys, as if
+  // another sequence followed): only prefetched, it must change nothing.
+  const kernels::AttentionNext next{kp, vp, blocks.empty() ? nullptr : blocks.data(), 0, c.n_kv};
   table.attention(out.data(), out_stride, q.data(), q_stride, kp, vp, f16 ? DType::kF16 : DType::kF32, kv_stride,
                   blocks.empty() ? nullptr : blocks.data(), block_tokens, c.n_tokens, c.q_pos0, c.n_kv,
                   c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                  c.softcap, c.window, c.head_begin, head_end, scratch.data());
+                  c.softcap, c.window, c.head_begin, head_end, scratch.data(), &next);
   return out.values();
 }
 
@@ -550,7 +553,7 @@ TEST(FloatOpsReferenceTest, AttentionOverOneKeyReturnsV) {
              v = Random(head_dim, -1, 1, 69);
   std::vector<float> out(head_dim), scratch(1);
   Scalar().attention(out.data(), head_dim, q.data(), head_dim, k.data(), v.data(), DType::kF32, head_dim, nullptr, 0, 1, 0,
-                     1, 1, 1, head_dim, 0.125f, 0.0f, 0, 0, 1, scratch.data());
+                     1, 1, 1, head_dim, 0.125f, 0.0f, 0, 0, 1, scratch.data(), nullptr);
   for (int64_t d = 0; d < head_dim; ++d) EXPECT_EQ(out[d], v[d]);
 }
 
