@@ -6,17 +6,26 @@
 
 namespace atrium {
 
+std::optional<SamplingParams::Violation> SamplingParams::FirstViolation() const {
+  auto finite = [](float v) { return std::isfinite(v); };
+  if (!finite(temperature) || temperature < 0) return Violation{"temperature", "a finite number >= 0", temperature};
+  if (!finite(top_p) || top_p <= 0 || top_p > 1) return Violation{"top_p", "a finite number in (0, 1]", top_p};
+  if (!finite(min_p) || min_p < 0 || min_p > 1) return Violation{"min_p", "a finite number in [0, 1]", min_p};
+  if (!finite(repeat_penalty) || repeat_penalty <= 0) {
+    return Violation{"repeat_penalty", "a finite number > 0", repeat_penalty};
+  }
+  if (repeat_last_n < -1) {
+    return Violation{"repeat_last_n", ">= -1 (-1 = all tokens so far)", static_cast<double>(repeat_last_n)};
+  }
+  if (!finite(presence_penalty)) return Violation{"presence_penalty", "a finite number", presence_penalty};
+  if (!finite(frequency_penalty)) return Violation{"frequency_penalty", "a finite number", frequency_penalty};
+  return std::nullopt;
+}
+
 Status SamplingParams::Validate() const {
-  auto bad = [](const char* field, const char* rule, double v) {
-    return InvalidArgument(StrFormat("sampling: %s must be %s, got %g", field, rule, v));
-  };
-  if (!std::isfinite(temperature) || temperature < 0) return bad("temperature", "a finite number >= 0", temperature);
-  if (!std::isfinite(top_p) || top_p <= 0 || top_p > 1) return bad("top_p", "in (0, 1]", top_p);
-  if (!std::isfinite(min_p) || min_p < 0 || min_p > 1) return bad("min_p", "in [0, 1]", min_p);
-  if (!std::isfinite(repeat_penalty) || repeat_penalty <= 0) return bad("repeat_penalty", "a finite number > 0", repeat_penalty);
-  if (!std::isfinite(presence_penalty)) return bad("presence_penalty", "finite", presence_penalty);
-  if (!std::isfinite(frequency_penalty)) return bad("frequency_penalty", "finite", frequency_penalty);
-  if (repeat_last_n < -1) return bad("repeat_last_n", ">= -1", repeat_last_n);
+  if (const std::optional<Violation> v = FirstViolation()) {
+    return InvalidArgument(StrFormat("sampling: %s must be %s, got %g", v->field, v->rule, v->value));
+  }
   return OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <random>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -24,6 +25,16 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;  // subtracted per occurrence
   uint64_t seed = 0xA77D1u;        // same seed, same output
 
+  // A parameter out of its range (NaN and infinities included): its name
+  // here, the rule it breaks ("a finite number in (0, 1]") and its value.
+  struct Violation {
+    const char* field;
+    const char* rule;
+    double value;
+  };
+  // The first parameter out of range, if any. The one statement of the
+  // ranges: Validate words it for the engine, the worker for its API.
+  std::optional<Violation> FirstViolation() const;
   // INVALID_ARGUMENT naming the field for NaN, negative or out-of-range values.
   Status Validate() const;
 };
