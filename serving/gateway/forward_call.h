@@ -10,7 +10,6 @@
 #pragma once
 
 #include <functional>
-#include <mutex>
 
 #include <grpcpp/support/server_callback.h>
 
@@ -41,15 +40,7 @@ class ForwardCall final : public InferenceCall, public grpc::ServerUnaryReactor 
     return call;
   }
 
-  void OnCancel() override {
-    bool started = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cancelled_ = true;
-      started = started_;
-    }
-    if (started) worker_ctx_.TryCancel();
-  }
+  void OnCancel() override { CancelWorkerCall(); }
 
   void OnDone() override {
     Finalize(sent_);
@@ -62,29 +53,14 @@ class ForwardCall final : public InferenceCall, public grpc::ServerUnaryReactor 
       : InferenceCall(deps, ctx, std::move(method)), request_(request), response_(response), start_(std::move(start)) {}
 
   void OnWorker(StatusOr<WorkerLease> lease) {
-    if (!lease.ok()) return Complete(WorkerStartError(lease.status()));
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (cancelled_) {
-        lease.value().Release();
-        return Complete(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled before it reached a worker"));
-      }
-      lease_ = std::move(*lease);
-    }
-    worker_ctx_.set_deadline(ctx_->deadline());
+    if (grpc::Status taken = TakeLease(std::move(lease)); !taken.ok()) return Complete(taken);
     Ref();  // the worker call's, dropped when it completes
     Ref();  // ours: the whole call may end before this function does
     start_(lease_->stub(), &worker_ctx_, request_, response_, [this](grpc::Status status) {
       Complete(MapWorkerStatus(status, lease_->tenant()));
       Unref();
     });
-    bool cancel = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      started_ = true;
-      cancel = cancelled_;
-    }
-    if (cancel) worker_ctx_.TryCancel();
+    WorkerCallStarted();
     Unref();
   }
 
@@ -97,10 +73,6 @@ class ForwardCall final : public InferenceCall, public grpc::ServerUnaryReactor 
   const Request* const request_;
   Response* const response_;
   const StartFn start_;
-  grpc::ClientContext worker_ctx_;
-  std::mutex mu_;
-  bool cancelled_ = false;
-  bool started_ = false;
   grpc::Status sent_;
 };
 

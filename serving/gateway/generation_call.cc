@@ -41,39 +41,21 @@ void GenerationCall::Run(const std::string& model, const std::function<rpc::ApiE
 }
 
 void GenerationCall::OnWorker(StatusOr<WorkerLease> lease) {
-  bool proceed = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!lease.ok()) {
-      final_ = WorkerStartError(lease.status());
+  if (grpc::Status taken = TakeLease(std::move(lease)); !taken.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      final_ = std::move(taken);
       worker_done_ = true;
-    } else if (cancelled_) {
-      final_ = grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled before it reached a worker");
-      worker_done_ = true;
-    } else {
-      lease_ = std::move(*lease);
-      proceed = true;
     }
-  }
-  if (!proceed) {
     Pump();  // finishes; may delete `this`
     return;
   }
-  // The client's deadline bounds the worker call too (no deadline: the
-  // far-future time point, which gRPC reads as none).
-  worker_ctx_.set_deadline(ctx_->deadline());
   Ref();  // the worker call's, dropped at the end of OnWorkerDone
   Ref();  // ours: the worker call may end, and the client's call with it, before this function does
   start_(lease_->stub(), &worker_ctx_, &reader_);
   reader_.StartRead(&read_msg_);
   reader_.StartCall();
-  bool cancel = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    call_started_ = true;
-    cancel = cancelled_;
-  }
-  if (cancel) worker_ctx_.TryCancel();
+  WorkerCallStarted();
   Unref();
 }
 
@@ -101,16 +83,6 @@ void GenerationCall::OnWorkerDone(const grpc::Status& status) {
   }
   Pump();
   Unref();
-}
-
-void GenerationCall::CancelWorker() {
-  bool started = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    started = call_started_;
-  }
-  if (started) worker_ctx_.TryCancel();
 }
 
 void GenerationCall::ServerDone() {
@@ -157,7 +129,7 @@ void StreamingGenerationCall::OnWriteDone(bool ok) {
     writes_.WriteDone(ok);  // a failed write drops what is pending
   }
   // The client is gone: stop the generation.
-  if (!ok) CancelWorker();
+  if (!ok) CancelWorkerCall();
   Pump();
 }
 

@@ -47,8 +47,7 @@ class GenerationCall : public InferenceCall {
   // not touch `this` afterwards unless it holds a reference.
   virtual void Pump() = 0;
 
-  void CancelWorker();  // from OnCancel or a failed write
-  void ServerDone();    // from OnDone: Finalize, then drops the server's reference
+  void ServerDone();  // from OnDone: Finalize, then drops the server's reference
 
   std::mutex mu_;  // guards the state below and record_ once running
   bool worker_done_ = false;  // final_ is set; nothing more will be delivered
@@ -71,11 +70,8 @@ class GenerationCall : public InferenceCall {
   void OnWorkerDone(const grpc::Status& status);
 
   const StartFn start_;
-  grpc::ClientContext worker_ctx_;
   WorkerReader reader_{this};
   v1::GenerateResponse read_msg_;
-  bool call_started_ = false;  // guarded by mu_
-  bool cancelled_ = false;     // guarded by mu_
 };
 
 // Inference.Generate and Inference.Chat.
@@ -90,7 +86,7 @@ class StreamingGenerationCall final : public GenerationCall,
                                                                StartFn start);
 
   void OnWriteDone(bool ok) override;
-  void OnCancel() override { CancelWorker(); }
+  void OnCancel() override { CancelWorkerCall(); }
   void OnDone() override { ServerDone(); }
 
  private:
@@ -109,7 +105,7 @@ class UnaryGenerationCall final : public GenerationCall, public grpc::ServerUnar
                                          const std::function<rpc::ApiError()>& validate, StartFn start,
                                          v1::GenerateResponse* response);
 
-  void OnCancel() override { CancelWorker(); }
+  void OnCancel() override { CancelWorkerCall(); }
   void OnDone() override { ServerDone(); }
 
  private:

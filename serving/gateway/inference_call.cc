@@ -51,6 +51,31 @@ grpc::Status InferenceCall::WorkerStartError(const Status& status) {
   return rpc::ToGrpc(e);
 }
 
+grpc::Status InferenceCall::TakeLease(StatusOr<WorkerLease> lease) {
+  if (!lease.ok()) return WorkerStartError(lease.status());
+  std::lock_guard<std::mutex> lock(worker_mu_);
+  // A cancelled call's lease goes back as this function returns.
+  if (cancelled_) return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled before it reached a worker");
+  lease_ = std::move(*lease);
+  // No client deadline: the far-future time point, which gRPC reads as none.
+  worker_ctx_.set_deadline(ctx_->deadline());
+  return grpc::Status::OK;
+}
+
+void InferenceCall::WorkerCallStarted() { MarkAndCancel(&InferenceCall::worker_started_, &InferenceCall::cancelled_); }
+
+void InferenceCall::CancelWorkerCall() { MarkAndCancel(&InferenceCall::cancelled_, &InferenceCall::worker_started_); }
+
+void InferenceCall::MarkAndCancel(bool InferenceCall::*mine, bool InferenceCall::*other) {
+  bool cancel = false;
+  {
+    std::lock_guard<std::mutex> lock(worker_mu_);
+    this->*mine = true;
+    cancel = this->*other;
+  }
+  if (cancel) worker_ctx_.TryCancel();
+}
+
 void InferenceCall::ChargeTokens() {
   if (tokens_charged_) return;
   tokens_charged_ = true;

@@ -17,8 +17,10 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 
+#include <grpcpp/client_context.h>
 #include <grpcpp/server_context.h>
 
 #include "serving/gateway/call_gate.h"
@@ -70,6 +72,19 @@ class InferenceCall {
   // The status of a failed worker start, for the client.
   static grpc::Status WorkerStartError(const Status& status);
 
+  // The worker call and the client's cancel, which may come at any time:
+  // before the worker call starts (it then never starts) or while it runs
+  // (it is cancelled). From the lease callback: OK with lease_ held and
+  // worker_ctx_ bounded by the client's deadline, or the status to finish
+  // with (no worker, or the client cancelled first).
+  grpc::Status TakeLease(StatusOr<WorkerLease> lease);
+  // Once the worker call runs on worker_ctx_: cancels it if the client
+  // cancelled meanwhile.
+  void WorkerCallStarted();
+  // From OnCancel (or a failed write): cancels the worker call if it runs,
+  // else keeps it from starting.
+  void CancelWorkerCall();
+
   void Ref() { refs_.fetch_add(1); }
   // Deletes `this` when it was the last reference.
   void Unref();
@@ -80,8 +95,16 @@ class InferenceCall {
   Principal principal_;
   QuotaPermit permit_;
   WorkerLease lease_;
+  grpc::ClientContext worker_ctx_;
 
  private:
+  // The start and the cancel each set their flag; whichever comes second
+  // (it sees the other's) cancels the worker call.
+  void MarkAndCancel(bool InferenceCall::*mine, bool InferenceCall::*other);
+
+  std::mutex worker_mu_;  // guards the two flags below
+  bool cancelled_ = false;
+  bool worker_started_ = false;
   bool entered_gate_ = false;
   bool stream_ = false;
   bool tokens_charged_ = false;
