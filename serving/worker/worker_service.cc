@@ -12,8 +12,6 @@
 namespace atrium::worker {
 namespace {
 
-constexpr int32_t kDefaultPageSize = 50;
-constexpr int32_t kMaxPageSize = 1000;
 constexpr auto kDefaultDrainTimeout = std::chrono::seconds(30);
 constexpr auto kMaxDrainTimeout = std::chrono::hours(1);
 
@@ -200,38 +198,6 @@ grpc::ServerUnaryReactor* WorkerService::CountTokens(grpc::CallbackServerContext
   }
   response->set_total_tokens(static_cast<int32_t>((*text)->tokenizer->EncodePrompt(prompt).size()));
   response->set_context_length((*text)->context_length);
-  return Answer(ctx, grpc::Status::OK);
-}
-
-grpc::ServerUnaryReactor* WorkerService::ListModels(grpc::CallbackServerContext* ctx,
-                                                    const v1::ListModelsRequest* request,
-                                                    v1::ListModelsResponse* response) {
-  Touch();
-  if (request->page_size() < 0) {
-    return Answer(ctx, rpc::ToGrpc(rpc::BadField("page_size", StrFormat("must be >= 0, got %d", request->page_size()))));
-  }
-  // The token is the id of the first model of the next page; a model removed
-  // since does not break paging.
-  const std::string& token = request->page_token();
-  if (!token.empty() && !ModelRegistry::ValidId(token)) {
-    return Answer(ctx, rpc::ToGrpc(rpc::BadField("page_token", "not a token this service returned")));
-  }
-  const int32_t size = request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
-  const std::vector<ModelInfo> models = registry_.List();
-  auto it = std::lower_bound(models.begin(), models.end(), token,
-                             [](const ModelInfo& m, const std::string& t) { return m.id < t; });
-  for (int32_t n = 0; it != models.end() && n < size; ++it, ++n) *response->add_models() = it->model;
-  if (it != models.end()) response->set_next_page_token(it->id);
-  return Answer(ctx, grpc::Status::OK);
-}
-
-grpc::ServerUnaryReactor* WorkerService::GetModel(grpc::CallbackServerContext* ctx,
-                                                  const v1::GetModelRequest* request, v1::Model* response) {
-  Touch();
-  rpc::ApiError error;
-  StatusOr<ModelInfo> info = registry_.Find(request->name(), "name", &error);
-  if (!info.ok()) return Answer(ctx, rpc::ToGrpc(error));
-  *response = info->model;
   return Answer(ctx, grpc::Status::OK);
 }
 

@@ -41,10 +41,6 @@ class WorkerService final : public internal::Worker::CallbackService {
                                        v1::DetokenizeResponse* response) override;
   grpc::ServerUnaryReactor* CountTokens(grpc::CallbackServerContext* ctx, const v1::CountTokensRequest* request,
                                         v1::CountTokensResponse* response) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx, const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* ctx, const v1::GetModelRequest* request,
-                                     v1::Model* response) override;
   grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* ctx, const internal::HealthRequest* request,
                                    internal::HealthResponse* response) override;
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const internal::DrainRequest* request,

@@ -231,7 +231,11 @@ class GatewayTest(unittest.TestCase):
         smol = next(m for m in all_models.models if m.name == SMOL)
         self.assertEqual(smol.architecture, "llama")
         self.assertEqual(smol.quantization, "Q4_1")
-        self.assertGreater(smol.context_length, 0)
+        self.assertEqual(smol.context_length, 8192)
+        self.assertGreater(smol.parameter_count, 100_000_000)
+        self.assertTrue(smol.provider)
+        self.assertTrue(smol.family)
+        self.assertEqual(smol.license, "apache-2.0")
         self.assertIn(plaza_pb2.CAPABILITY_CHAT, smol.capabilities)
         paged, token = [], ""
         while True:
@@ -243,7 +247,7 @@ class GatewayTest(unittest.TestCase):
                 break
         self.assertEqual(paged, names)
         self.assertEqual(s.plaza.GetModel(plaza_pb2.GetModelRequest(name=SMOL), metadata=auth(self.acme),
-                                          timeout=10).name, SMOL)
+                                          timeout=10), smol)
         e = self.call_error(s.plaza.GetModel, plaza_pb2.GetModelRequest(name="models/no-such-model"),
                             metadata=auth(self.acme), timeout=10)
         self.assertEqual(e.code(), Code.NOT_FOUND)

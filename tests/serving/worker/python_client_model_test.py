@@ -16,7 +16,7 @@ import unittest
 sys.path.insert(0, os.environ["ATRIUM_PROTO_PYTHON_DIR"])
 
 import grpc  # noqa: E402
-from atrium.v1 import error_pb2, inference_pb2, plaza_pb2  # noqa: E402
+from atrium.v1 import error_pb2, inference_pb2  # noqa: E402
 from internal import worker_pb2, worker_pb2_grpc  # noqa: E402
 
 MODEL = "models/smollm2-135m-instruct"
@@ -46,9 +46,12 @@ class WorkerClientTest(unittest.TestCase):
         cls.proc.wait(timeout=30)
         shutil.rmtree(cls.dir, ignore_errors=True)
 
-    def test_list_models(self):
-        names = [m.name for m in self.stub.ListModels(plaza_pb2.ListModelsRequest(), timeout=10).models]
-        self.assertIn(MODEL, names)
+    def test_tokenize_round_trips(self):
+        ids = self.stub.Tokenize(inference_pb2.TokenizeRequest(model=MODEL, text="Hello world",
+                                                               add_special_tokens=False), timeout=10).token_ids
+        self.assertGreater(len(ids), 0)
+        text = self.stub.Detokenize(inference_pb2.DetokenizeRequest(model=MODEL, token_ids=ids), timeout=10).text
+        self.assertEqual(text, "Hello world")
 
     def test_greedy_stream_has_usage_last(self):
         req = inference_pb2.GenerateRequest(

@@ -58,42 +58,6 @@ TEST(WorkerLaunchTest, RequestErrorsNeedNoModel) {
     EXPECT_EQ(s.error_code(), c.code) << c.model << ": " << s.error_message();
     EXPECT_EQ(rpc::DecodeDetails(s).reason, c.reason) << c.model;
   }
-  grpc::ClientContext ctx;
-  v1::GetModelRequest get;
-  get.set_name("models/no-such-model");
-  v1::Model model;
-  EXPECT_EQ(w->stub->GetModel(&ctx, get, &model).error_code(), grpc::StatusCode::NOT_FOUND);
-  grpc::ClientContext ctx2;
-  v1::ListModelsRequest list;
-  list.set_page_size(-1);
-  v1::ListModelsResponse models;
-  EXPECT_EQ(w->stub->ListModels(&ctx2, list, &models).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-}
-
-TEST(WorkerLaunchTest, ListModelsPagesThroughTheCatalog) {
-  auto w = StartWorker({"--threads", "1"});
-  ASSERT_NE(w, nullptr);
-  grpc::ClientContext ctx;
-  v1::ListModelsResponse all;
-  ASSERT_TRUE(w->stub->ListModels(&ctx, v1::ListModelsRequest(), &all).ok());
-  std::vector<std::string> paged;
-  std::string token;
-  do {
-    grpc::ClientContext c;
-    v1::ListModelsRequest req;
-    req.set_page_size(1);
-    req.set_page_token(token);
-    v1::ListModelsResponse page;
-    ASSERT_TRUE(w->stub->ListModels(&c, req, &page).ok());
-    ASSERT_LE(page.models_size(), 1);
-    for (const v1::Model& m : page.models()) paged.push_back(m.name());
-    token = page.next_page_token();
-  } while (!token.empty());
-  ASSERT_EQ(paged.size(), static_cast<size_t>(all.models_size()));
-  for (int i = 0; i < all.models_size(); ++i) {
-    EXPECT_EQ(paged[static_cast<size_t>(i)], all.models(i).name());
-    EXPECT_EQ(all.models(i).name().rfind("models/", 0), 0u);
-  }
 }
 
 TEST(WorkerLaunchTest, DrainWithExitAnswersThenExits) {

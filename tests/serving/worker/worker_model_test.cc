@@ -125,33 +125,6 @@ class WorkerModelTest : public SmolLm2Test {
 
 std::unique_ptr<TestWorker> WorkerModelTest::worker_;
 
-TEST_F(WorkerModelTest, ListsAndDescribesTheModel) {
-  grpc::ClientContext ctx;
-  v1::ListModelsResponse list;
-  ASSERT_TRUE(stub().ListModels(&ctx, v1::ListModelsRequest(), &list).ok());
-  const v1::Model* smol = nullptr;
-  for (const v1::Model& m : list.models()) {
-    if (m.name() == kModel) smol = &m;
-  }
-  ASSERT_NE(smol, nullptr) << list.DebugString();
-  EXPECT_EQ(smol->architecture(), "llama");
-  EXPECT_EQ(smol->quantization(), "Q4_1");
-  EXPECT_EQ(smol->context_length(), model_->config().context_length);
-  EXPECT_GT(smol->parameter_count(), 100'000'000);
-  EXPECT_FALSE(smol->provider().empty());
-  EXPECT_FALSE(smol->family().empty());
-  EXPECT_EQ(smol->license(), "apache-2.0");
-  EXPECT_NE(std::find(smol->capabilities().begin(), smol->capabilities().end(), v1::CAPABILITY_CHAT),
-            smol->capabilities().end());
-
-  grpc::ClientContext ctx2;
-  v1::GetModelRequest get;
-  get.set_name(kModel);
-  v1::Model one;
-  ASSERT_TRUE(stub().GetModel(&ctx2, get, &one).ok());
-  EXPECT_EQ(one.SerializeAsString(), smol->SerializeAsString());
-}
-
 TEST_F(WorkerModelTest, GreedyGenerateStreamsTheEnginesOutput) {
   const std::string prompt = "The capital of France is";
   v1::GenerateRequest req;
