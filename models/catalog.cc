@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "models/gguf.h"
+#include "models/tokenizer/chat_template.h"
 
 namespace atrium {
 namespace {
@@ -83,6 +84,16 @@ StatusOr<CatalogEntry> Catalog::Describe(const std::string& path) {
   ASSIGN_OR_RETURN(int64_t file_type, f->GetIntOr("general.file_type", -1));
   e.quantization = FileTypeName(file_type);
   ASSIGN_OR_RETURN(e.context_length, f->GetIntOr(e.architecture + ".context_length", 0));
+  // Descriptive keys only: a malformed one is left empty, not a reason to skip the model.
+  auto optional = [&](const char* key) {
+    StatusOr<std::string> v = f->GetStringOr(key, "");
+    return v.ok() ? *v : std::string();
+  };
+  e.display_name = optional("general.name");
+  e.family = optional("general.basename");
+  e.license = optional("general.license");
+  e.version = optional("general.version");
+  e.chat = ChatTemplate::FromGguf(*f).ok();
   return e;
 }
 

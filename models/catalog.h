@@ -20,6 +20,12 @@ struct CatalogEntry {
   int64_t context_length = 0;
   std::string path;
   uint64_t file_bytes = 0;
+  // What the file says of itself, "" where it says nothing (or not a string).
+  std::string display_name;  // general.name
+  std::string family;        // general.basename
+  std::string license;       // general.license
+  std::string version;       // general.version
+  bool chat = false;         // it has a chat template that parses
 };
 
 class Catalog {

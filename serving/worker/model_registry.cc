@@ -14,14 +14,8 @@ using Clock = std::chrono::steady_clock;
 // so a flood of bad names cannot keep the worker reading model headers.
 constexpr auto kRescanInterval = std::chrono::seconds(5);
 
-std::string MetaString(const gguf::GgufFile& f, const char* key) {
-  StatusOr<std::string> v = f.GetStringOr(key, "");
-  return v.ok() ? ValidUtf8(*v) : "";
-}
-
-// The public description of one catalog entry (the file is opened again for
-// the keys the catalog does not keep).
-StatusOr<ModelInfo> Describe(const CatalogEntry& e) {
+// The public description of one catalog entry.
+ModelInfo Describe(const CatalogEntry& e) {
   ModelInfo info;
   info.id = e.name;
   info.path = e.path;
@@ -33,14 +27,12 @@ StatusOr<ModelInfo> Describe(const CatalogEntry& e) {
   m.set_quantization(e.quantization);
   m.set_context_length(e.context_length);
   m.set_size_bytes(static_cast<int64_t>(e.file_bytes));
-  ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> f, gguf::GgufFile::Open(e.path));
-  m.set_display_name(MetaString(*f, "general.name"));
-  m.set_family(MetaString(*f, "general.basename"));
-  if (m.family().empty()) m.set_family(m.architecture());
-  m.set_license(MetaString(*f, "general.license"));
-  m.set_version(MetaString(*f, "general.version"));
+  m.set_display_name(ValidUtf8(e.display_name));
+  m.set_family(ValidUtf8(e.family.empty() ? e.architecture : e.family));
+  m.set_license(ValidUtf8(e.license));
+  m.set_version(ValidUtf8(e.version));
   m.add_capabilities(v1::CAPABILITY_GENERATE);
-  if (ChatTemplate::FromGguf(*f).ok()) m.add_capabilities(v1::CAPABILITY_CHAT);
+  if (e.chat) m.add_capabilities(v1::CAPABILITY_CHAT);
   m.add_capabilities(v1::CAPABILITY_TOKENIZE);
   m.add_capabilities(v1::CAPABILITY_LOGPROBS);
   return info;
@@ -72,12 +64,7 @@ void ModelRegistry::Rescan() {
                    e.path.c_str(), e.name.c_str());
       continue;
     }
-    StatusOr<ModelInfo> info = Describe(e);
-    if (!info.ok()) {
-      std::fprintf(stderr, "atrium-worker: skipped %s\n", info.status().ToString().c_str());
-      continue;
-    }
-    models.emplace(e.name, std::move(*info));
+    models.emplace(e.name, Describe(e));
   }
   models_ = std::move(models);
 }
