@@ -1,6 +1,7 @@
 #include "serving/gateway/admin_service.h"
 
 #include "serving/gateway/auth.h"
+#include "serving/gateway/errors.h"
 #include "serving/worker/text.h"
 
 namespace atrium::gateway {
@@ -34,14 +35,6 @@ void ToProto(const Tenant& t, v1::Quota* out) {
   out->set_requests_per_minute(static_cast<int32_t>(std::min<int64_t>(t.quota.requests_per_minute, INT32_MAX)));
   out->set_tokens_per_minute(t.quota.tokens_per_minute);
   out->set_concurrent_streams(static_cast<int32_t>(std::min<int64_t>(t.quota.concurrent_streams, INT32_MAX)));
-}
-
-// A Status about a request field: INVALID_ARGUMENT gets the field as a
-// BadRequest detail; other codes pass as they are.
-grpc::Status FieldError(const Status& status, std::string field) {
-  rpc::ApiError e(status);
-  if (status.code() == StatusCode::kInvalidArgument) e.field = std::move(field);
-  return rpc::ToGrpc(e);
 }
 
 // "tenants/<t>/<suffix...>" -> <t> and the rest after the slash.

@@ -63,4 +63,10 @@ std::string_view GrpcCodeName(grpc::StatusCode code) {
   return StatusCodeName(static_cast<StatusCode>(c));
 }
 
+grpc::Status FieldError(const Status& status, std::string field) {
+  rpc::ApiError e(status);
+  if (status.code() == StatusCode::kInvalidArgument) e.field = std::move(field);
+  return rpc::ToGrpc(e);
+}
+
 }  // namespace atrium::gateway

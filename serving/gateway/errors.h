@@ -41,6 +41,10 @@ bool IsFromWorker(const grpc::Status& status);
 // is "tenants/<id>", named in the message of a lost worker.
 grpc::Status MapWorkerStatus(const grpc::Status& status, std::string_view tenant);
 
+// A Status about one request field: INVALID_ARGUMENT gets the field as a
+// BadRequest detail; other codes pass as they are.
+grpc::Status FieldError(const Status& status, std::string field);
+
 // "OK", "NOT_FOUND", ...: the canonical name, for metric labels and logs.
 std::string_view GrpcCodeName(grpc::StatusCode code);
 

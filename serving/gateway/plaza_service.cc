@@ -3,18 +3,12 @@
 #include <algorithm>
 
 #include "serving/gateway/auth.h"
+#include "serving/gateway/errors.h"
 
 namespace atrium::gateway {
 namespace {
 
 constexpr std::string_view kModelsPageKind = "models";
-
-// An error of the store's paging helpers, whose messages already name the field.
-grpc::Status FieldError(const Status& status, std::string field) {
-  rpc::ApiError e(status);
-  e.field = std::move(field);
-  return rpc::ToGrpc(e);
-}
 
 }  // namespace
 

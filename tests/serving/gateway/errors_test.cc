@@ -34,6 +34,15 @@ TEST(ErrorsTest, QuotaRefusalCarriesRetryInfoAndQuotaFailure) {
   EXPECT_TRUE(has_quota_failure);
 }
 
+TEST(ErrorsTest, FieldErrorNamesTheFieldOfAnInvalidArgumentOnly) {
+  const grpc::Status bad = FieldError(InvalidArgument("page_size must be >= 0, got -1"), "page_size");
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(rpc::DecodeDetails(bad).bad_fields, std::vector<std::string>{"page_size"});
+  const grpc::Status missing = FieldError(NotFound("tenant 'acme' not found"), "name");
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(rpc::DecodeDetails(missing).bad_fields.empty());
+}
+
 TEST(ErrorsTest, WorkerErrorsPassThroughUnchanged) {
   const grpc::Status worker = rpc::ToGrpc(rpc::BadField("config.temperature", "must be finite", "INVALID_GENERATION_CONFIG"));
   ASSERT_TRUE(IsFromWorker(worker));
