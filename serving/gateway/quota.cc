@@ -185,10 +185,6 @@ Admission QuotaLimiter::Admit(std::string_view tenant_id, const TenantQuota& quo
   return out;
 }
 
-void QuotaLimiter::ChargeTokens(std::string_view tenant_id, int64_t tokens) {
-  StateOf(tenant_id, /*create=*/true)->Charge(tokens);
-}
-
 QuotaUsage QuotaLimiter::Usage(std::string_view tenant_id) const {
   QuotaUsage usage;
   std::shared_ptr<TenantLimiterState> state = StateOf(tenant_id, /*create=*/false);

@@ -111,8 +111,6 @@ class QuotaLimiter {
   // (Generate and Chat; a unary call neither needs a free slot nor holds
   // one); on refusal takes nothing. Safe from many threads.
   Admission Admit(std::string_view tenant_id, const TenantQuota& quota, bool stream = true);
-  // Charges tokens to a tenant without a permit (e.g. after the permit is gone).
-  void ChargeTokens(std::string_view tenant_id, int64_t tokens);
   QuotaUsage Usage(std::string_view tenant_id) const;
 
  private:

@@ -16,7 +16,7 @@ struct Step {
   enum Op { kAdmit, kCharge, kRelease };
   int64_t at_ms;
   Op op;
-  int64_t arg = 0;  // kCharge: tokens; kRelease: index of the permit (in admission order)
+  int64_t arg = 0;  // kCharge: tokens (through the last permit); kRelease: index of the permit (in admission order)
   StatusCode want = StatusCode::kOk;  // kAdmit only
   int64_t want_retry_ms = 0;          // kAdmit refused only
   int repeat = 1;
@@ -128,7 +128,9 @@ TEST_P(QuotaScenarioTest, Runs) {
           break;
         }
         case Step::kCharge:
-          limiter.ChargeTokens("acme", step.arg);
+          // As a call's end does: through its permit, released or not.
+          ASSERT_FALSE(permits.empty()) << "a charge needs an admitted call first";
+          permits.back().ChargeTokens(step.arg);
           break;
         case Step::kRelease:
           ASSERT_LT(static_cast<size_t>(step.arg), permits.size());
