@@ -201,17 +201,13 @@ grpc::ServerUnaryReactor* AdminService::RevokeApiKey(grpc::CallbackServerContext
                                              : parts.status(),
                                   "name"));
   }
-  const std::string key_id = parts->second.substr(kKeys.size());
-  const Status not_found = NotFound(StrFormat("API key '%s' not found", Clip(request->name()).c_str()));
-  // A key of another tenant is not found under this name.
-  StatusOr<ApiKey> key = store_.GetKey(key_id);
-  if (!key.ok() && key.status().code() != StatusCode::kNotFound && key.status().code() != StatusCode::kInvalidArgument) {
-    return FinishUnary(ctx, record, rpc::ToGrpc(key.status()));
-  }
-  if (!key.ok() || key->tenant_id != parts->first) {
+  // A key of another tenant, or a malformed key id, is not found under this name.
+  StatusOr<ApiKey> revoked = store_.RevokeKey(parts->first, parts->second.substr(kKeys.size()));
+  const StatusCode code = revoked.status().code();
+  if (code == StatusCode::kNotFound || code == StatusCode::kInvalidArgument) {
+    const Status not_found = NotFound(StrFormat("API key '%s' not found", Clip(request->name()).c_str()));
     return FinishUnary(ctx, record, rpc::ToGrpc(rpc::WithReason(not_found, "API_KEY_NOT_FOUND")));
   }
-  StatusOr<ApiKey> revoked = store_.RevokeKey(key_id);
   if (!revoked.ok()) return FinishUnary(ctx, record, rpc::ToGrpc(revoked.status()));
   ToProto(*revoked, response);
   return FinishUnary(ctx, record, grpc::Status::OK);

@@ -525,12 +525,6 @@ StatusOr<IssuedKey> SqliteStore::IssueKey(std::string_view tenant_id, bool admin
   return issued;
 }
 
-StatusOr<ApiKey> SqliteStore::GetKey(std::string_view key_id) {
-  RETURN_IF_ERROR(ValidateKeyId(key_id));
-  std::lock_guard<std::mutex> lock(db_->mu);
-  return db_->ReadKey(key_id);
-}
-
 StatusOr<KeyPage> SqliteStore::ListKeys(std::string_view tenant_id, int32_t page_size,
                                         std::string_view page_token) {
   RETURN_IF_ERROR(ValidateTenantId(tenant_id));
@@ -557,19 +551,23 @@ StatusOr<KeyPage> SqliteStore::ListKeys(std::string_view tenant_id, int32_t page
   return page;
 }
 
-StatusOr<ApiKey> SqliteStore::RevokeKey(std::string_view key_id) {
+StatusOr<ApiKey> SqliteStore::RevokeKey(std::string_view tenant_id, std::string_view key_id) {
   RETURN_IF_ERROR(ValidateKeyId(key_id));
   std::lock_guard<std::mutex> lock(db_->mu);
   StatusOr<ApiKey> result = Internal("unset");
   RETURN_IF_ERROR(db_->Transaction(Db::Sync::kFull, [&]() -> Status {
     {
       ATRIUM_PREPARE(*db_, st,
-                     "UPDATE api_keys SET revoke_time_ms = ?2 WHERE key_id = ?1 AND revoke_time_ms = 0");
-      st.Text(1, key_id).Int(2, UnixNowMs());
+                     "UPDATE api_keys SET revoke_time_ms = ?3 "
+                     "WHERE key_id = ?1 AND tenant_id = ?2 AND revoke_time_ms = 0");
+      st.Text(1, key_id).Text(2, tenant_id).Int(3, UnixNowMs());
       const int rc = st.Step();
       if (rc != SQLITE_DONE) return db_->Error(rc, "revoking an API key");
     }
     result = db_->ReadKey(key_id);
+    if (result.ok() && result->tenant_id != tenant_id) {
+      result = NotFound(StrFormat("API key '%.*s' not found", static_cast<int>(key_id.size()), key_id.data()));
+    }
     return result.status();
   }));
   return result;

@@ -51,10 +51,9 @@ class SqliteStore final : public Store, public AuditLog {
   StatusOr<Tenant> UpdateQuota(std::string_view tenant_id,
                                const std::function<void(TenantQuota&)>& change) override;
   StatusOr<IssuedKey> IssueKey(std::string_view tenant_id, bool admin) override;
-  StatusOr<ApiKey> GetKey(std::string_view key_id) override;
   StatusOr<KeyPage> ListKeys(std::string_view tenant_id, int32_t page_size,
                              std::string_view page_token) override;
-  StatusOr<ApiKey> RevokeKey(std::string_view key_id) override;
+  StatusOr<ApiKey> RevokeKey(std::string_view tenant_id, std::string_view key_id) override;
   StatusOr<Principal> Authenticate(std::string_view secret) override;
 
   // AuditLog.

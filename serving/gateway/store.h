@@ -109,13 +109,14 @@ class Store {
 
   // A new key for an existing tenant.
   virtual StatusOr<IssuedKey> IssueKey(std::string_view tenant_id, bool admin) = 0;
-  virtual StatusOr<ApiKey> GetKey(std::string_view key_id) = 0;
   // The tenant's keys (revoked ones too) in key id order.
   virtual StatusOr<KeyPage> ListKeys(std::string_view tenant_id, int32_t page_size,
                                      std::string_view page_token) = 0;
-  // Marks the key revoked; Authenticate refuses it from this call on.
-  // Revoking a revoked key is OK and keeps the first revoke time.
-  virtual StatusOr<ApiKey> RevokeKey(std::string_view key_id) = 0;
+  // Marks the tenant's key revoked; Authenticate refuses it from this call
+  // on. Revoking a revoked key is OK and keeps the first revoke time.
+  // NOT_FOUND, worded the same, for a key that does not exist and for
+  // another tenant's key (which stays as it is).
+  virtual StatusOr<ApiKey> RevokeKey(std::string_view tenant_id, std::string_view key_id) = 0;
 
   // The caller of a secret as sent in "authorization: Bearer <secret>".
   // UNAUTHENTICATED for a malformed, unknown, wrong or revoked secret; the

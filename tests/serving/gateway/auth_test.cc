@@ -95,7 +95,7 @@ TEST_F(AuthenticateTest, BadAndRevokedKeysAreUnauthenticatedAtOnce) {
 
   rpc::ApiError e3;
   ASSERT_TRUE(Auth(key_.secret, &e3).ok());
-  ASSERT_TRUE(store_->RevokeKey(key_.key.key_id).ok());
+  ASSERT_TRUE(store_->RevokeKey("acme", key_.key.key_id).ok());
   rpc::ApiError e4;
   StatusOr<Principal> revoked = Auth(key_.secret, &e4);
   ASSERT_FALSE(revoked.ok()) << "no cached success survives a revoke";

@@ -146,7 +146,9 @@ TEST_F(SqliteStoreTest, IssuedKeyAuthenticatesAsItsTenant) {
   StatusOr<IssuedKey> admin = store_->IssueKey("acme", /*admin=*/true);
   ASSERT_TRUE(admin.ok());
   EXPECT_TRUE(store_->Authenticate(admin->secret)->admin);
-  EXPECT_TRUE(store_->GetKey(admin->key.key_id)->admin);
+  StatusOr<KeyPage> keys = store_->ListKeys("acme", 0, "");
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  for (const ApiKey& k : keys->keys) EXPECT_EQ(k.admin, k.key_id == admin->key.key_id) << k.key_id;
 
   EXPECT_EQ(store_->IssueKey("nobody", false).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->IssueKey("Bad", false).status().code(), StatusCode::kInvalidArgument);
@@ -179,7 +181,7 @@ TEST_F(SqliteStoreTest, RevokedKeyFailsAtOnceEverywhere) {
   std::unique_ptr<SqliteStore> second = OpenOk(path_);
   ASSERT_TRUE(second->Authenticate(victim.secret).ok());
 
-  StatusOr<ApiKey> revoked = store_->RevokeKey(victim.key.key_id);
+  StatusOr<ApiKey> revoked = store_->RevokeKey("acme", victim.key.key_id);
   ASSERT_TRUE(revoked.ok()) << revoked.status().ToString();
   EXPECT_TRUE(revoked->revoked());
 
@@ -190,11 +192,18 @@ TEST_F(SqliteStoreTest, RevokedKeyFailsAtOnceEverywhere) {
     EXPECT_TRUE(s->Authenticate(other.secret).ok());
   }
   // Revoking again is fine and keeps the first time.
-  StatusOr<ApiKey> again = second->RevokeKey(victim.key.key_id);
+  StatusOr<ApiKey> again = second->RevokeKey("acme", victim.key.key_id);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->revoke_time_ms, revoked->revoke_time_ms);
-  EXPECT_EQ(store_->RevokeKey("key-000000000000").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(store_->RevokeKey("nonsense").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->RevokeKey("acme", "key-000000000000").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->RevokeKey("acme", "nonsense").status().code(), StatusCode::kInvalidArgument);
+  // Another tenant's key: not found, and left alone.
+  ASSERT_TRUE(store_->CreateTenant("globex", "").ok());
+  const IssuedKey theirs = *store_->IssueKey("globex", false);
+  StatusOr<ApiKey> cross = store_->RevokeKey("acme", theirs.key.key_id);
+  EXPECT_EQ(cross.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(cross.status().message(), StrFormat("API key '%s' not found", theirs.key.key_id.c_str()));
+  EXPECT_TRUE(store_->Authenticate(theirs.secret).ok());
 }
 
 TEST_F(SqliteStoreTest, ListKeysPagesAndShowsRevokedKeys) {
@@ -203,7 +212,7 @@ TEST_F(SqliteStoreTest, ListKeysPagesAndShowsRevokedKeys) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(store_->IssueKey("acme", i == 0)->key.key_id);
   ASSERT_TRUE(store_->IssueKey("other", false).ok());
-  ASSERT_TRUE(store_->RevokeKey(ids[2]).ok());
+  ASSERT_TRUE(store_->RevokeKey("acme", ids[2]).ok());
   std::sort(ids.begin(), ids.end());
 
   std::vector<std::string> seen;
@@ -284,7 +293,7 @@ TEST_F(SqliteStoreTest, DataPersistsAcrossReopen) {
   ASSERT_TRUE(store_->SetQuota("beta", q).ok());
   const IssuedKey live = *store_->IssueKey("acme", true);
   const IssuedKey dead = *store_->IssueKey("beta", false);
-  ASSERT_TRUE(store_->RevokeKey(dead.key.key_id).ok());
+  ASSERT_TRUE(store_->RevokeKey("beta", dead.key.key_id).ok());
   store_.reset();
   EXPECT_FALSE(std::filesystem::exists(path_ + "-wal"));  // checkpointed at close
 
@@ -385,7 +394,7 @@ TEST_F(SqliteStoreTest, ManyThreadsAtOnce) {
         r.key_id = k->key.key_id;
         r.method = "/atrium.v1.Inference/Generate";
         if (!s->Append(r).ok()) ++failures;
-        if (i % 5 == 0 && !s->RevokeKey(k->key.key_id).ok()) ++failures;
+        if (i % 5 == 0 && !s->RevokeKey(tenant, k->key.key_id).ok()) ++failures;
       }
     });
   }
