@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -176,7 +177,24 @@ TEST_F(EngineTest, PrefixCacheHitIsFastAndStaysInItsNamespace) {
   std::printf("TTFT first %.1f ms, second (hit) %.1f ms, other namespace %.1f ms\n",
               first.first_token_seconds * 1e3, second.first_token_seconds * 1e3,
               other_tenant.first_token_seconds * 1e3);
-  EXPECT_LE(second.first_token_seconds, 0.25 * first.first_token_seconds);
+  // The time comparison over three of each, fastest against fastest, so
+  // that one request slowed by the machine (a busy neighbour, the other
+  // tests of `ctest -j2`) cannot decide it: misses are first requests in
+  // fresh namespaces, hits later requests in tenant-a.
+  double miss = std::min(first.first_token_seconds, other_tenant.first_token_seconds);
+  double hit = second.first_token_seconds;
+  for (const char* ns : {"tenant-c", "tenant-d"}) {
+    const GenerationResult cold = run(with(" Where are the maps?"), ns);
+    EXPECT_EQ(cold.prefilled_tokens, cold.prompt_tokens) << ns;
+    miss = std::min(miss, cold.first_token_seconds);
+  }
+  for (const char* question : {" Who wrote the atlas?", " Is there a cafe?"}) {
+    const GenerationResult warm = run(with(question), "tenant-a");
+    EXPECT_EQ(warm.prefilled_tokens, warm.prompt_tokens - 256) << question;
+    hit = std::min(hit, warm.first_token_seconds);
+  }
+  std::printf("TTFT fastest of 3: miss %.1f ms, hit %.1f ms (%.0f%%)\n", miss * 1e3, hit * 1e3, 100 * hit / miss);
+  EXPECT_LE(hit, 0.25 * miss);
   loop.Remove(engine.get());
 }
 
