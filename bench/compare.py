@@ -146,14 +146,15 @@ def build_llama_tool(tool="llama-bench"):
 
 # ------------------------------------------------------- bandwidth (floor)
 
-def measure_bandwidth(threads):
-    """GB/s of reading a 1 GiB buffer, per thread count, best of 10 passes."""
+def measure_bandwidth(threads, mib=1024):
+    """GB/s of reading a `mib` MiB buffer (default 1 GiB: DRAM), per thread
+    count, best of 10 passes."""
     source = os.path.join(BENCH_DIR, "membw.cc")
     binary = os.path.join(CACHE_DIR, "membw")
     os.makedirs(CACHE_DIR, exist_ok=True)
     if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(source):
         subprocess.run(["g++", "-O3", "-march=native", "-pthread", source, "-o", binary], check=True)
-    out = subprocess.run([binary, "--mib", "1024", "--passes", "10", "--threads", ",".join(map(str, threads))],
+    out = subprocess.run([binary, "--mib", str(mib), "--passes", "10", "--threads", ",".join(map(str, threads))],
                          check=True, capture_output=True, text=True).stdout
     result = json.loads(out)
     return {int(t): gbps for t, gbps in result["gbps"].items()}

@@ -29,8 +29,14 @@ and its generated tokens / total time. It builds the tool once into
 bench/.cache/ as bench/compare.py does (the first llama.cpp tool takes 5-10
 min; later ones a minute).
 
+It also reads a 64 MiB buffer with bench/membw.cc before and after (2
+threads): about 55 GB/s when the VM's ~100 MB of L3 is its own, 20-35 when
+a neighbour shares it. One stream's weights (96 MB) stream from that L3 and
+sixteen streams' weights and KV caches from DRAM, so the ratio is higher in
+a shared phase: the printout says which phase the runs had.
+
 Writes bench/results/serve.json (every run's full JSON, the ratios, the
-command lines). Not a test: never run in CI; the numbers depend on the
+membw readings, the command lines). Not a test: never run in CI; the numbers depend on the
 machine and on what else it runs.
 """
 import argparse
@@ -98,11 +104,11 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: build first (scripts/build.sh) or pass --binary")
-    args.peer = None
-    if not args.skip_peer:
-        sys.path.insert(0, BENCH_DIR)
-        import compare  # the pinned llama.cpp build that bench/compare.py uses
-        args.peer = compare.build_llama_tool("llama-batched-bench")
+    sys.path.insert(0, BENCH_DIR)
+    import compare  # membw, and the pinned llama.cpp build that bench/compare.py uses
+    args.peer = None if args.skip_peer else compare.build_llama_tool("llama-batched-bench")
+    l3_probe = lambda: compare.measure_bandwidth([args.threads], mib=64)[args.threads]
+    l3_before = l3_probe()
 
     # Alternate the runs (1, N, peer, 1, N, peer, ...) so the VM's slow and
     # fast phases hit all alike, and compare medians, as bench/compare.py does.
@@ -118,6 +124,7 @@ def main():
             else:
                 peers.append(peer)
 
+    l3_after = l3_probe()
     med = statistics.median
     at_tps = lambda runs: [r["result"]["output_tokens_per_second"] for r in runs]
     at_dec = lambda runs: [r["result"]["decode_only"]["tokens_per_second"] for r in runs]
@@ -150,11 +157,14 @@ def main():
     print(f"Atrium runs, in order (end to end):   1 stream {fmt(at_tps(singles))}, {n} streams {fmt(at_tps(batches))}")
     if peers:
         print(f"llama.cpp runs (S_TG): 1 stream {fmt(pe(1, 'decode'))}, {n} streams {fmt(pe(n, 'decode'))}")
+    print(f"membw, 64 MiB, {args.threads} threads: {l3_before:.1f} GB/s before, {l3_after:.1f} after "
+          f"(~55 with the L3 to itself, 20-35 shared)")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"clients": n, "ratios": ratios, "medians": table, "single_runs": singles, "batched_runs": batches,
-                   "peer_runs": peers}, f, indent=2)
+        json.dump({"clients": n, "ratios": ratios, "medians": table,
+                   "membw_64mib_gbps": {"before": l3_before, "after": l3_after}, "single_runs": singles,
+                   "batched_runs": batches, "peer_runs": peers}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
