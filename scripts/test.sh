@@ -18,7 +18,7 @@ ctest --test-dir build --output-on-failure -j2 "$@"
 if [[ $# -eq 0 ]]; then
   echo "== sanitizer pass (ASan + UBSan): parsers on corrupt input, kernels, models =="
   ASAN_TESTS="gguf_test gguf_malformed_test safetensors_test hf_config_test tokenizer_test chat_template_test
-              quant_test float_ops_test model_test hf_checkpoint_test sampler_test
+              quant_test float_ops_test ops_test model_test hf_checkpoint_test sampler_test
               kv_pool_test prefix_cache_test scheduler_test thread_pool_test packed_cache_test
               engine_model_test request_test rpc_status_test"
   BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo BUILD_TARGETS="$ASAN_TESTS" \
