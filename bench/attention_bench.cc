@@ -67,7 +67,8 @@ void Run(benchmark::State& state, int64_t n_caches) {
           // each told where the next one starts reading.
           const int64_t ns = g + 1 < kKvHeads ? s : s + 1, ng = g + 1 < kKvHeads ? g + 1 : 0;
           const atrium::kernels::AttentionNext next{c.k.data() + ng * kHeadDim, c.v.data() + ng * kHeadDim,
-                                                    c.blocks[ns % n_caches].data(), 0, ns < n_caches ? n_kv : 0};
+                                                    c.blocks[ns % n_caches].data(), n_kv - 1,
+                                                    ns < n_caches ? n_kv : 0};
           cpu.attention(out.data(), kHeads * kHeadDim, q.data(), kHeads * kHeadDim, c.k.data(), c.v.data(),
                         DType::kF16, kKvDim, c.blocks[s].data(), kPage, 1, n_kv - 1, n_kv, kHeads, kKvHeads,
                         kHeadDim, 0.125f, 0.0f, 0, g * kGroup, (g + 1) * kGroup, scratch.data(), &next);

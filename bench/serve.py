@@ -62,7 +62,9 @@ def run(args, clients, requests):
 
 
 def run_peer(args, model_path, clients):
-    """llama-batched-bench with 1 and `clients` sequences: {n: (S_TG, end-to-end tok/s)}."""
+    """llama-batched-bench with 1 and `clients` sequences: the command and, per
+    sequence count, S_TG ("decode"), generated tokens / total time
+    ("end_to_end") and the raw record; None for length ranges, which it cannot take."""
     lengths = []
     for spec in (args.prompt_tokens, args.output_tokens):
         lo, _, hi = spec.partition(":")

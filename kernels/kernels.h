@@ -26,17 +26,18 @@ enum class RopeLayout : int { kNormal = 0, kNeox = 2 };
 // Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K, F32/F16/BF16 -> F32 (no quantization).
 DType DotPartner(DType weight);
 
-// Where the attention call a thread makes next starts reading: keys
-// [first, first + n) of one KV head (k and v already offset to it) in a
-// cache of the same kv_type, kv_stride and block_tokens as the current
-// call. Decode reads a few blocks of keys per call; without this hint the
-// first block of each call comes from memory with nothing to overlap it.
+// The attention call a thread makes next: one KV head (k and v already
+// offset to it) of a cache with the same kv_type, kv_stride, block_tokens
+// and window as the current call, its first query position and its keys.
+// The kernel prefetches the keys that query sees. Decode reads a few
+// blocks of keys per call; without this hint the first block of each call
+// comes from memory with nothing to overlap it.
 struct AttentionNext {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* blocks = nullptr;  // null: contiguous
-  int64_t first = 0;
-  int64_t n = 0;
+  int64_t q_pos0 = 0;
+  int64_t n_kv = 0;  // 0: nothing follows
 };
 
 // Function table of one instruction set. Every entry is always set: an ISA

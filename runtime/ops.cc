@@ -237,15 +237,12 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
     return Unit{&a, (u % units_per_seq / token_blocks) * heads_per_unit, token_edge(a.n_tokens, tb),
                 token_edge(a.n_tokens, tb + 1)};
   };
-  // The keys unit u reads first (its first token's), for the kernel of the
-  // unit before it to prefetch.
+  // Unit u as the kernel of the unit before it sees it, to prefetch its first keys.
   const int64_t head_bytes = RowBytes(kv.dtype, s.head_dim);
-  auto first_keys = [&](const Unit& n) {
-    const int64_t p = n.a->q_pos0 + n.t0;
-    const int64_t first = s.window > 0 ? std::max<int64_t>(p - s.window + 1, 0) : 0;
+  auto as_next = [&](const Unit& n) {
     const int64_t offset = n.h0 / group * head_bytes;
     return kernels::AttentionNext{static_cast<const uint8_t*>(kv.k) + offset, static_cast<const uint8_t*>(kv.v) + offset,
-                                  n.a->blocks, first, std::max<int64_t>(std::min(p + 1, n.a->n_kv) - first, 0)};
+                                  n.a->blocks, n.a->q_pos0 + n.t0, n.a->n_kv};
   };
   ctx.pool().ParallelFor(n_seqs * units_per_seq, 1, [&](int64_t b, int64_t e, int thread) {
     for (int64_t u = b; u < e; ++u) {
@@ -253,7 +250,7 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
       const AttentionSeq& a = *w.a;
       if (unit_prologue) prologue(a, w.h0 / group, w.h0 / group + 1);
       if (w.t0 == w.t1) continue;
-      const kernels::AttentionNext next = u + 1 < e ? first_keys(unit(u + 1)) : kernels::AttentionNext{};
+      const kernels::AttentionNext next = u + 1 < e ? as_next(unit(u + 1)) : kernels::AttentionNext{};
       float* scratch = ctx.ThreadScratch(thread, static_cast<size_t>(a.n_kv));
       kt.attention(od + (a.row0 + w.t0) * out.cols(), out.cols(), qd + (a.row0 + w.t0) * q.cols(), q.cols(), kv.k,
                    kv.v, kv.dtype, kv.stride, a.blocks, kv.block_tokens, w.t1 - w.t0, a.q_pos0 + w.t0, a.n_kv,

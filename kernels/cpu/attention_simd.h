@@ -397,15 +397,16 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
-  // Visible keys of the query at position p are the contiguous range [begin, end).
-  auto visible = [&](int64_t p) {
-    return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n_kv ? p + 1 : n_kv};
+  // Visible keys of the query at position p, of n keys, are the contiguous range [begin, end).
+  auto visible = [&](int64_t p, int64_t n) {
+    return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
   };
   // What this thread reads after this call.
   KeyRange<E> after;
-  if (next != nullptr) {
+  if (next != nullptr && next->n_kv > 0) {
+    const auto [b, e] = visible(next->q_pos0, next->n_kv);
     after = {{static_cast<const E*>(next->k), static_cast<const E*>(next->v), kv_stride, next->blocks, block_tokens},
-             next->first, next->first + next->n};
+             b, e};
   }
   const int64_t g_end = (head_end + group - 1) / group;
   // Query heads [h0, h1) share kv head g; kv heads are the outer loop so
@@ -417,12 +418,12 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
     // Read after this kv head's last token: the next kv head's first keys.
     KeyRange<E> then_g = after;
     if (g + 1 < g_end) {
-      const auto [b, e] = visible(q_pos0);
+      const auto [b, e] = visible(q_pos0, n_kv);
       then_g = {{kv.k + head_dim, kv.v + head_dim, kv_stride, blocks, block_tokens}, b, e};
     }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
-      const auto [begin, end] = visible(p);
+      const auto [begin, end] = visible(p, n_kv);
       // The next token reads (mostly) the same keys, already in cache.
       const KeyRange<E> then = t + 1 < n_tokens ? KeyRange<E>{} : then_g;
       const float* qt = q + t * q_stride;

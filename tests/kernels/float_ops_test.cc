@@ -366,7 +366,7 @@ std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int 
   const void* vp = f16 ? static_cast<const void*>(vh.data()) : v.data();
   // A hint of what the thread reads next (here: kv head 0's keys, as if
   // another sequence followed): only prefetched, it must change nothing.
-  const kernels::AttentionNext next{kp, vp, blocks.empty() ? nullptr : blocks.data(), 0, c.n_kv};
+  const kernels::AttentionNext next{kp, vp, blocks.empty() ? nullptr : blocks.data(), c.q_pos0, c.n_kv};
   table.attention(out.data(), out_stride, q.data(), q_stride, kp, vp, f16 ? DType::kF16 : DType::kF32, kv_stride,
                   blocks.empty() ? nullptr : blocks.data(), block_tokens, c.n_tokens, c.q_pos0, c.n_kv,
                   c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
