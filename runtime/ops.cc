@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 
 namespace atrium::ops {
 namespace {
@@ -112,10 +113,28 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     }
     xq = buf;
   }
-  // Rows of all targets, end to end; a chunk may span two targets. Decode
-  // takes chunks of 16 rows or more; a prefill chunk prepares its
-  // activations once per call (kernels' transposed tiles), so prefill hands
-  // each thread one chunk.
+  // Several tokens over packed weights: every thread takes 16-row tiles of
+  // each target in turn as it comes free (WorkClaims), preparing the
+  // activations once per target; a thread done with one target goes on to
+  // the next without waiting.
+  bool all_packed = true;
+  for (const MatMulTarget& t : targets) all_packed = all_packed && t.w->packed() != nullptr;
+  if (n_tokens > 1 && all_packed) {
+    std::deque<WorkClaims> claims;
+    for (const MatMulTarget& t : targets) claims.emplace_back((t.w->dim(0) + 15) / 16, ctx.n_threads());
+    ctx.pool().Run([&](int) {
+      auto c = claims.begin();
+      for (const MatMulTarget& t : targets) {
+        k.matmul_packed_claimed(t.out->mutable_data<float>(), t.w->dim(0), t.w->packed(), t.w->dtype(), n_in, xq,
+                                xq_stride, n_tokens, t.w->dim(0), *c++);
+      }
+    });
+    return;
+  }
+  // Rows of all targets, end to end; a chunk may span two targets. One
+  // token takes chunks of 16 rows or more; several tokens over unpacked
+  // weights prepare their activations once per call (kernels' transposed
+  // tiles), so each thread takes one chunk.
   const int64_t grain =
       n_tokens == 1 ? 16 : (total_rows + 16 * ctx.n_threads() - 1) / (16 * ctx.n_threads()) * 16;
   ctx.pool().ParallelFor(total_rows, grain, [&](int64_t b, int64_t e, int) {

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "runtime/work_claims.h"
+
 namespace atrium {
 namespace {
 // Spins this many pause iterations before sleeping: a decode step hands out
@@ -76,19 +78,14 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t units = (n + grain - 1) / grain;
-  const int64_t chunks = std::min<int64_t>(units, int64_t{n_threads_} * kChunksPerThread);
-  if (chunks == 1 || n_threads_ == 1) {
+  if (units == 1 || n_threads_ == 1) {
     fn(0, n, 0);
     return;
   }
-  next_chunk_.store(0, std::memory_order_relaxed);
+  WorkClaims claims(units, n_threads_);
   Run([&](int thread) {
-    for (;;) {
-      const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks) return;
-      const int64_t begin = units * c / chunks * grain;
-      const int64_t end = std::min(n, units * (c + 1) / chunks * grain);
-      if (begin < end) fn(begin, end, thread);
+    for (WorkClaims::Range r = claims.Next(); !r.empty(); r = claims.Next()) {
+      fn(r.begin * grain, std::min(n, r.end * grain), thread);
     }
   });
 }

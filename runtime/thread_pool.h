@@ -26,16 +26,14 @@ class ThreadPool {
   // and returns when all have finished. Not reentrant: one Run at a time.
   void Run(const std::function<void(int thread)>& fn);
 
-  // Splits [0, n) into contiguous chunks aligned to `grain` (the last takes
-  // the tail), at most kChunksPerThread per thread, and calls fn(begin, end,
-  // thread) once per chunk. Threads claim chunks as they come free, so one
-  // that starts late or runs slow (a VM's stolen time, a busy sibling) does
-  // less instead of holding every other thread at the barrier. A caller
-  // whose chunks carry a set-up cost passes a larger grain.
-  static constexpr int kChunksPerThread = 4;
+  // Splits [0, n) into units of `grain` (the last takes the tail) and calls
+  // fn(begin, end, thread) on contiguous runs of them that the threads
+  // claim as they come free (WorkClaims: guided chunks, shrinking to one
+  // unit), so one that starts late or runs slow (a VM's stolen time, a busy
+  // sibling) does less instead of holding every other thread at the
+  // barrier. A caller whose chunks carry a set-up cost passes a larger grain.
   void ParallelFor(int64_t n, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end, int thread)>& fn);
-
   static int DefaultThreads();
 
  private:
@@ -46,7 +44,6 @@ class ThreadPool {
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
-  alignas(64) std::atomic<int64_t> next_chunk_{0};  // ParallelFor's claim counter
   std::atomic<bool> stop_{false};
 };
 

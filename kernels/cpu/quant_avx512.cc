@@ -387,9 +387,28 @@ void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, i
   ATRIUM_CHECK(done, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
 }
 
+// matmul_packed_claimed, the same two ways.
+template <bool kAmx>
+void MatmulPackedClaimedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
+                            int64_t x_stride, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
+                     n_in, wtype};
+  const bool done = WithPackedType(wtype, [&](auto u) {
+    if constexpr (kAmx) {
+      MatmulPackedAmxClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+    } else {
+      MatmulPackedClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+    }
+  });
+  ATRIUM_CHECK(done, "matmul_packed_claimed: type %d has no packed form", static_cast<int>(wtype));
+}
+
 }  // namespace
 
-void FillQuantAmx(CpuKernels& t) { t.matmul_packed = MatmulPackedFor<true>; }
+void FillQuantAmx(CpuKernels& t) {
+  t.matmul_packed = MatmulPackedFor<true>;
+  t.matmul_packed_claimed = MatmulPackedClaimedFor<true>;
+}
 
 void FillQuant(CpuKernels& t) {
   g_fallback_quantize = t.quantize_row;
@@ -398,6 +417,7 @@ void FillQuant(CpuKernels& t) {
   t.packed_bytes = PackedBytes;
   t.pack_rows = PackRowsFor;
   t.matmul_packed = MatmulPackedFor<false>;
+  t.matmul_packed_claimed = MatmulPackedClaimedFor<false>;
 }
 
 }  // namespace atrium::kernels::avx512

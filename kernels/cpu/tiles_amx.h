@@ -218,6 +218,32 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
   }
 }
 
+// One prepared row tile (rows r0 + [lo, hi)) for every token group. next:
+// the tile this thread multiplies after it, fetched during the first group
+// (null: none).
+template <typename U>
+void AmxTileTokens(const MatmulArgs& a, const AmxTokenTiles& x, const AmxRowTile& rt, int64_t n_tokens, int64_t r0,
+                   int lo, int hi, const uint8_t* next) {
+  const int64_t n_blocks = a.n_in / kQK;
+  for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
+    const Line* group = x.a.data() + t / kAmxTokens * n_blocks * 8;
+    const float* gd = x.d.data() + t / kAmxTokens * n_blocks * kAmxTokens;
+    const float* gs = U::kAffine ? x.s.data() + t / kAmxTokens * n_blocks * kAmxTokens : nullptr;
+    const uint8_t* fetch = t == 0 ? next : nullptr;
+    switch ((std::min<int64_t>(n_tokens - t, kAmxTokens) + 3) / 4) {
+      case 1: AmxTokens<U, 4>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, fetch); break;
+      case 2: AmxTokens<U, 8>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, fetch); break;
+      case 3: AmxTokens<U, 12>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, fetch); break;
+      default: AmxTokens<U, 16>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, fetch); break;
+    }
+  }
+}
+
+template <typename U>
+const uint8_t* PackedTile(const MatmulArgs& a, int64_t tile) {
+  return a.w + tile * Packed<U>::TileBytes(a.n_in);
+}
+
 // Rows [row_begin, row_end) of a packed matrix for n_tokens tokens; small
 // batches stay on the vpdpbusd tiles (the same results, bit for bit).
 template <typename U>
@@ -227,23 +253,34 @@ void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, i
   thread_local AmxTokenTiles x;
   thread_local AmxRowTile rt;
   PrepareAmxTokens<U>(a, n_tokens, x);
-  const int64_t n_blocks = a.n_in / kQK;
   for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
-    const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
     const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
     const int hi = static_cast<int>(std::min<int64_t>(row_end - r0, kTileRows));
-    PrepareAmxRowTile<U>(tile, a.n_in, rt);
-    for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
-      const Line* group = x.a.data() + t / kAmxTokens * n_blocks * 8;
-      const float* gd = x.d.data() + t / kAmxTokens * n_blocks * kAmxTokens;
-      const float* gs = U::kAffine ? x.s.data() + t / kAmxTokens * n_blocks * kAmxTokens : nullptr;
-      const uint8_t* next = t == 0 ? tile + Packed<U>::TileBytes(a.n_in) : nullptr;
-      switch ((std::min<int64_t>(n_tokens - t, kAmxTokens) + 3) / 4) {
-        case 1: AmxTokens<U, 4>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
-        case 2: AmxTokens<U, 8>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
-        case 3: AmxTokens<U, 12>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
-        default: AmxTokens<U, 16>(a, rt, group, gd, gs, r0, lo, hi, t, n_tokens, next); break;
-      }
+    PrepareAmxRowTile<U>(PackedTile<U>(a, r0 / kTileRows), a.n_in, rt);
+    // The next tile in memory: a prefetch past the matrix is harmless.
+    AmxTileTokens<U>(a, x, rt, n_tokens, r0, lo, hi, PackedTile<U>(a, r0 / kTileRows + 1));
+  }
+}
+
+// All n_rows rows, this thread's share taken from claims. A thread claims
+// its next chunk as it starts the last tile of the current one, so that
+// chunk's first tile is fetched while this one multiplies.
+template <typename U>
+void MatmulPackedAmxClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
+  if (n_tokens < kAmxMinTokens) return MatmulPackedClaimed<U>(a, n_tokens, n_rows, claims);
+  ConfigureAmxTiles();
+  thread_local AmxTokenTiles x;
+  thread_local AmxRowTile rt;
+  PrepareAmxTokens<U>(a, n_tokens, x);
+  for (WorkClaims::Range cur = claims.Next(), next; !cur.empty(); cur = next) {
+    next = {};
+    for (int64_t i = cur.begin; i < cur.end; ++i) {
+      if (i + 1 == cur.end) next = claims.Next();
+      const int64_t after = i + 1 < cur.end ? i + 1 : next.begin;
+      const int64_t r0 = i * kTileRows;
+      PrepareAmxRowTile<U>(PackedTile<U>(a, i), a.n_in, rt);
+      AmxTileTokens<U>(a, x, rt, n_tokens, r0, 0, static_cast<int>(std::min<int64_t>(n_rows - r0, kTileRows)),
+                       i + 1 < cur.end || !next.empty() ? PackedTile<U>(a, after) : nullptr);
     }
   }
 }

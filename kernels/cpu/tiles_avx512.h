@@ -480,12 +480,11 @@ void UnpackPackedTile(const uint8_t* tile, int64_t n_in, RowTile& rt) {
   }
 }
 
-// Rows [row_begin, row_end) of a packed matrix for n_tokens tokens.
+// Rows [row_begin, row_end) of a packed matrix for n_tokens tokens, whose
+// blocks are already in x.
 template <typename U>
-void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  thread_local TokenBlocks x;
+void PackedRows(const MatmulArgs& a, const TokenBlocks& x, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
   thread_local RowTile rt;
-  PrepareTokenBlocks<U>(a, n_tokens, x);
   for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
     const uint8_t* tile = a.w + r0 / kTileRows * Packed<U>::TileBytes(a.n_in);
     const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
@@ -498,5 +497,23 @@ void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int6
     }
     ForTokenGroups(n_tokens,
                    [&](auto c, int64_t t) { PackedTokens<U, decltype(c)::value>(a, tile, x, r0, lo, hi, t); });
+  }
+}
+
+// Rows [row_begin, row_end) of a packed matrix for n_tokens tokens.
+template <typename U>
+void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+  thread_local TokenBlocks x;
+  PrepareTokenBlocks<U>(a, n_tokens, x);
+  PackedRows<U>(a, x, n_tokens, row_begin, row_end);
+}
+
+// All n_rows rows, this thread's share taken from claims.
+template <typename U>
+void MatmulPackedClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
+  thread_local TokenBlocks x;
+  PrepareTokenBlocks<U>(a, n_tokens, x);
+  for (WorkClaims::Range r = claims.Next(); !r.empty(); r = claims.Next()) {
+    PackedRows<U>(a, x, n_tokens, r.begin * kTileRows, std::min(r.end * kTileRows, n_rows));
   }
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -335,6 +336,22 @@ TEST(QuantTest, PackedMatmulEqualsUnpackedBitForBit) {
             t->matmul_packed(got.data(), kRows, packed.data(), wtype, n_in, x.data(), x_stride, n_tokens, row_begin,
                              row_end);
             ASSERT_EQ(got, want) << n_tokens << " tokens, rows [" << row_begin << "," << row_end << ")";
+          }
+          // The same matrix by threads that claim its tiles as they come
+          // free: every row exactly once, the same bits.
+          for (int n_threads : {1, 3}) {
+            std::vector<float> want(kRows * n_tokens, -1.0f), got(kRows * n_tokens, -1.0f);
+            t->matmul_rows(want.data(), kRows, w.data(), wtype, n_in, x.data(), x_stride, n_tokens, 0, kRows);
+            WorkClaims claims((kRows + 15) / 16, n_threads);
+            std::vector<std::thread> threads;
+            for (int i = 0; i < n_threads; ++i) {
+              threads.emplace_back([&] {
+                t->matmul_packed_claimed(got.data(), kRows, packed.data(), wtype, n_in, x.data(), x_stride, n_tokens,
+                                         kRows, claims);
+              });
+            }
+            for (std::thread& th : threads) th.join();
+            ASSERT_EQ(got, want) << n_tokens << " tokens, claimed by " << n_threads << " threads";
           }
         }
       }
