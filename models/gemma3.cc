@@ -39,8 +39,8 @@ void Gemma3Forward(const ForwardArgs& args) {
 
     ops::MatMulShared(ctx, h, {{&gate, &lw.ffn_gate}, {&up, &lw.ffn_up}},
                       AddAndNorm(ctx, x, &o, &lw.attn_post_norm, h, lw.ffn_norm, c.rms_eps));
-    ops::GeluTanhMul(ctx, gate, gate, up);
-    ops::MatMul(ctx, o, gate, lw.ffn_down);
+    // gate = GELU(gate) * up, as the down matmul quantizes each row.
+    ops::MatMulShared(ctx, gate, {{&o, &lw.ffn_down}}, GatedAct(ctx, gate, up, ops::GeluTanhMulRegion));
     prev = &lw;
   }
   ops::RmsNorm(ctx, o, o, &prev->ffn_post_norm, c.rms_eps);

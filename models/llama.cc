@@ -36,8 +36,8 @@ void LlamaForward(const ForwardArgs& args) {
 
     ops::MatMulShared(ctx, h, {{&gate, &lw.ffn_gate}, {&up, &lw.ffn_up}},
                       AddAndNorm(ctx, x, &o, nullptr, h, lw.ffn_norm, c.rms_eps));
-    ops::SiluMul(ctx, gate, gate, up);
-    ops::MatMul(ctx, o, gate, lw.ffn_down);
+    // gate = SiLU(gate) * up, as the down matmul quantizes each row.
+    ops::MatMulShared(ctx, gate, {{&o, &lw.ffn_down}}, GatedAct(ctx, gate, up, ops::SiluMulRegion));
   }
   ops::Add(ctx, x, x, o);
 

@@ -90,6 +90,12 @@ ops::RowPrologue AddAndNorm(ops::Context& ctx, Tensor& x, Tensor* add, const Ten
   };
 }
 
+ops::RowPrologue GatedAct(ops::Context& ctx, Tensor& gate, const Tensor& up, GatedActRegion act) {
+  return [&ctx, &gate, &up, act](int64_t begin, int64_t end) {
+    act(ctx, gate, gate, up, ops::Region::Rows(gate, begin, end));
+  };
+}
+
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h) {
   // Only the rows whose logits are wanted go through the output matrix.
   const std::vector<int64_t>& rows = args.a.logit_rows;

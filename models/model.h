@@ -184,6 +184,10 @@ void CacheAndAttend(const ForwardArgs& args, int64_t l, Tensor& q, Tensor& k, Te
 // RmsNorm(x) * norm.
 ops::RowPrologue AddAndNorm(ops::Context& ctx, Tensor& x, Tensor* add, const Tensor* add_norm, Tensor& out,
                             const Tensor& norm, float eps);
+// The prologue of a block's down projection (ops::RowPrologue), on rows
+// [begin, end): gate = act(gate) * up, act one of ops' gated *MulRegion.
+using GatedActRegion = void (*)(ops::Context&, Tensor&, const Tensor&, const Tensor&, const ops::Region&);
+ops::RowPrologue GatedAct(ops::Context& ctx, Tensor& gate, const Tensor& up, GatedActRegion act);
 // The shared tail: final norm of the rows whose logits are wanted, the
 // output matrix, optional soft-capping. h is scratch of x's shape.
 void OutputHead(const ForwardArgs& args, const Tensor& x, Tensor& h);

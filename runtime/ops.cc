@@ -9,8 +9,8 @@ namespace {
 
 // Below this many floats an elementwise op runs on the calling thread: the
 // hand-off to the pool (about 1 us) costs more than the work. 16K: a batch
-// of 16 tokens' SiluMul over SmolLM2's 1,536-wide FFN (about 20 us) splits;
-// one token's never does.
+// of 16 tokens' rows of SmolLM2's 576-wide residual splits; one token's
+// never does.
 constexpr int64_t kParallelElementwise = 1 << 14;
 
 // The device switch. The CPU path is always compiled; CUDA kernels plug in
@@ -311,25 +311,25 @@ void GatherRows(Context& ctx, Tensor& dst, const Tensor& src, const int64_t* row
 }
 
 namespace {
-void GatedAct(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up,
-              void (*fn)(float*, const float*, const float*, int64_t)) {
-  CheckF32(out, "act out");
-  CheckF32(gate, "act gate");
-  CheckF32(up, "act up");
-  ATRIUM_CHECK(out.numel() == gate.numel() && up.numel() == gate.numel(), "gated activation shapes");
-  float* o = out.mutable_data<float>();
-  const float* g = gate.data<float>();
-  const float* u = up.data<float>();
-  Elementwise(ctx, out.numel(), [&](int64_t b, int64_t e) { fn(o + b, g + b, u + b, e - b); });
+void GatedActRegion(Tensor& out, const Tensor& gate, const Tensor& up, const Region& r,
+                    void (*fn)(float*, const float*, const float*, int64_t)) {
+  ATRIUM_CHECK(gate.cols() == out.cols() && up.cols() == out.cols() && gate.rows() >= r.row0 + r.n_rows &&
+                   up.rows() >= r.row0 + r.n_rows && r.col0 + r.n_cols <= out.cols(),
+               "gated activation region: gate %s, up %s into %s", gate.ShapeString().c_str(),
+               up.ShapeString().c_str(), out.ShapeString().c_str());
+  for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
+    const int64_t at = i * out.cols() + r.col0;
+    fn(out.mutable_data<float>() + at, gate.data<float>() + at, up.data<float>() + at, r.n_cols);
+  }
 }
 }  // namespace
 
-void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up) {
-  GatedAct(ctx, out, gate, up, CpuOrDie(ctx).silu_mul);
+void SiluMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r) {
+  GatedActRegion(out, gate, up, r, CpuOrDie(ctx).silu_mul);
 }
 
-void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up) {
-  GatedAct(ctx, out, gate, up, CpuOrDie(ctx).gelu_tanh_mul);
+void GeluTanhMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r) {
+  GatedActRegion(out, gate, up, r, CpuOrDie(ctx).gelu_tanh_mul);
 }
 
 void Add(Context& ctx, Tensor& out, const Tensor& a, const Tensor& b) {

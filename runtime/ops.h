@@ -128,9 +128,10 @@ void RopeRegion(Context& ctx, Tensor& x, int64_t head_dim, const int32_t* pos, i
 // dst_stride elements of dst_type apart, f32 or f16).
 void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
                    const int64_t* rows, const Region& r);
+// out = act(gate) * up, all three shaped alike; out may alias gate.
+void SiluMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r);
+void GeluTanhMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r);
 
-void SiluMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
-void GeluTanhMul(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up);
 void Add(Context& ctx, Tensor& out, const Tensor& a, const Tensor& b);
 void Scale(Context& ctx, Tensor& x, float s);
 void SoftCap(Context& ctx, Tensor& x, float cap);

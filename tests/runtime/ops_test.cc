@@ -6,10 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 #include <set>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace atrium::ops {
@@ -175,6 +177,30 @@ TEST(OpsTest, RegionOpsMatchTheWholeTensorOps) {
       const bool inside = r >= 1 && r < 4 && c >= 16;
       const float want = inside ? whole.data<float>()[r * 48 + c] : x.data<float>()[r * 48 + c];
       EXPECT_EQ(part.data<float>()[r * 48 + c], want) << r << "," << c;
+    }
+  }
+}
+
+// The gated activations touch only their region, in place, and give the
+// kernels' own results there.
+TEST(OpsTest, GatedActRegionsMatchTheKernels) {
+  Context ctx(1);
+  const Tensor gate = Random({4, 40}, 31), up = Random({4, 40}, 32);
+  using Kernel = void (*)(float*, const float*, const float*, int64_t);
+  using RegionOp = void (*)(Context&, Tensor&, const Tensor&, const Tensor&, const Region&);
+  for (auto [op, kernel] : {std::pair<RegionOp, Kernel>{SiluMulRegion, kernels::Cpu().silu_mul},
+                            std::pair<RegionOp, Kernel>{GeluTanhMulRegion, kernels::Cpu().gelu_tanh_mul}}) {
+    std::vector<float> want(static_cast<size_t>(gate.numel()));
+    kernel(want.data(), gate.data<float>(), up.data<float>(), gate.numel());
+    Tensor part = Tensor::Empty(DType::kF32, {4, 40});
+    std::copy_n(gate.data<float>(), gate.numel(), part.mutable_data<float>());
+    op(ctx, part, part, up, Region{1, 2, 8, 24});
+    for (int64_t r = 0; r < 4; ++r) {
+      for (int64_t c = 0; c < 40; ++c) {
+        const bool inside = r >= 1 && r < 3 && c >= 8 && c < 32;
+        const float expect = inside ? want[static_cast<size_t>(r * 40 + c)] : gate.data<float>()[r * 40 + c];
+        EXPECT_EQ(part.data<float>()[r * 40 + c], expect) << r << "," << c;
+      }
     }
   }
 }
