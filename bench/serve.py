@@ -9,13 +9,14 @@ against one stream, on the same model, threads and request mix.
 Runs `atrium bench-serve` with the same fixed prompt and output lengths
 (default 64 prompt tokens, 128 generated, end-of-sequence ignored, so nearly
 all the work is decode), alternately with 1 client and with --clients (16),
---repetitions times (3), and compares the medians. With one client every step decodes one token and reads every weight
-for it; with 16, one step decodes up to 16 tokens for about the same weight
+--repetitions times (3), and compares the medians. With one client every
+step decodes one token and reads every weight for it; with 16, one step decodes up to 16 tokens for about the same weight
 reads, so the aggregate should be several times higher while each stream's
 inter-token latency grows a little.
 
-Prints the median runs, every run's tok/s, and two ratios of 16 clients
-to 1:
+Prints the median runs, every run's tok/s, the ratio of each 1-stream run
+to the 16-stream run right after it (the two share the VM's phase), and two
+ratios of 16 clients to 1:
 
   decode:      tok/s over the steps that only decoded (no prompt tokens in
                the batch; bench-serve's decode_only), what llama.cpp's
@@ -30,10 +31,10 @@ bench/.cache/ as bench/compare.py does (the first llama.cpp tool takes 5-10
 min; later ones a minute).
 
 It also reads a 64 MiB buffer with bench/membw.cc before and after (2
-threads): about 55 GB/s when the VM's ~100 MB of L3 is its own, 20-35 when
-a neighbour shares it. One stream's weights (96 MB) stream from that L3 and
-sixteen streams' weights and KV caches from DRAM, so the ratio is higher in
-a shared phase: the printout says which phase the runs had.
+threads): about 55 GB/s when the VM's share of the L3 holds it, 15-35 when
+neighbours share it. One stream's weights (96 MB) come partly from that L3,
+and sixteen streams' weights and KV caches (140+ MB) from DRAM, so the ratio
+is higher in a shared phase: the printout says which phase the runs had.
 
 Writes bench/results/serve.json (every run's full JSON, the ratios, the
 membw readings, the command lines). Not a test: never run in CI; the numbers depend on the
@@ -157,14 +158,21 @@ def main():
     fmt = lambda xs: [round(x, 1) for x in xs]
     print(f"Atrium runs, in order (decode tok/s): 1 stream {fmt(at_dec(singles))}, {n} streams {fmt(at_dec(batches))}")
     print(f"Atrium runs, in order (end to end):   1 stream {fmt(at_tps(singles))}, {n} streams {fmt(at_tps(batches))}")
+    # Each 1-stream run against the N-stream run right after it: the two
+    # share a VM phase, so these spread less with the phase than the runs.
+    pairs = {k: [many / one for one, many in zip(f(singles), f(batches))]
+             for k, f in (("decode", at_dec), ("end_to_end", at_tps))}
+    for k, rs in pairs.items():
+        print(f"Atrium {k} ratio of each pair: {[round(r, 2) for r in rs]} (median {med(rs):.2f}x, "
+              f"lowest {min(rs):.2f}x)")
     if peers:
         print(f"llama.cpp runs (S_TG): 1 stream {fmt(pe(1, 'decode'))}, {n} streams {fmt(pe(n, 'decode'))}")
     print(f"membw, 64 MiB, {args.threads} threads: {l3_before:.1f} GB/s before, {l3_after:.1f} after "
-          f"(~55 with the L3 to itself, 20-35 shared)")
+          f"(~55 with the L3 to itself, 15-35 shared)")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"clients": n, "ratios": ratios, "medians": table,
+        json.dump({"clients": n, "ratios": ratios, "pair_ratios": pairs, "medians": table,
                    "membw_64mib_gbps": {"before": l3_before, "after": l3_after}, "single_runs": singles,
                    "batched_runs": batches, "peer_runs": peers}, f, indent=2)
         f.write("\n")
