@@ -203,9 +203,12 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
 
   // Sends one request and waits for its end.
   GenerationOptions gen;
-  gen.sampling.temperature = 0;
+  gen.sampling.temperature = f.temperature;
+  gen.sampling.top_k = f.top_k;
+  gen.sampling.top_p = f.top_p;
+  if (Status st = gen.sampling.Validate(); !st.ok()) return Fail(st);
   gen.ignore_eos = true;  // every output has its planned length
-  auto run_one = [&](const std::vector<int32_t>& prompt, int64_t max_tokens, Record& rec) {
+  auto run_one = [&](const std::vector<int32_t>& prompt, int64_t max_tokens, uint64_t seed, Record& rec) {
     // Shared: the client may wake and return while set_value is still running.
     auto finished = std::make_shared<std::promise<void>>();
     std::future<void> done = finished->get_future();
@@ -214,6 +217,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
     r->prompt = prompt;
     r->options = gen;
     r->options.max_tokens = static_cast<int32_t>(max_tokens);
+    r->options.sampling.seed = seed;
     r->on_delta = [&rec, &note_peaks](const StreamDelta& d) {
       if (d.tokens.empty()) return true;  // the held-back text at the end
       const Clock::time_point now = Clock::now();
@@ -249,7 +253,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
   // Warm-up, not counted: threads started, buffers grown.
   {
     Record warm;
-    run_one(prompts.WarmUp(), 4, warm);
+    run_one(prompts.WarmUp(), 4, f.seed, warm);
     if (!warm.status.ok()) return Fail(warm.status.WithContext("warm-up request"));
   }
   const EngineStats before = engine.stats();
@@ -269,7 +273,8 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
         if (i >= limit) return;
         const Plan plan = PlanOf(f.seed, i, *prompt_range, *output_range);
         per_client[static_cast<size_t>(c)].emplace_back();
-        run_one(prompts.Make(i, plan.prompt_tokens), plan.output_tokens, per_client[static_cast<size_t>(c)].back());
+        run_one(prompts.Make(i, plan.prompt_tokens), plan.output_tokens, f.seed + static_cast<uint64_t>(i),
+                per_client[static_cast<size_t>(c)].back());
         ++n_done;
       }
     });
@@ -341,6 +346,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
       {"output_tokens_range", {output_range->lo, output_range->hi}},
       {"shared_prefix", f.shared_prefix},
       {"seed", f.seed},
+      {"sampling", {{"temperature", f.temperature}, {"top_k", f.top_k}, {"top_p", f.top_p}}},
       {"kv_mib", f.kv_mib},
       {"kv_lazy", f.kv_lazy},
       {"requests", n_requests},

@@ -48,6 +48,11 @@ struct BenchServeFlags {
   int64_t kv_mib = 256;
   bool kv_lazy = false;  // commit the KV pool's pages as blocks fill, not at start
   uint64_t seed = 1;
+  // Every request's sampling; temperature 0 (the default here) is greedy.
+  // top_k and top_p default to SamplingParams' (and llama.cpp's).
+  float temperature = 0;
+  int32_t top_k = 40;
+  float top_p = 0.95f;
 };
 
 struct ServeFlags {

@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
       "its last token, and send the next, until --requests have been sent (or --duration passes).\n"
       "Prompt and output lengths are drawn uniformly from the MIN:MAX ranges with --seed (the same\n"
       "flags send the same requests); prompts are the model's own tokens of an English paragraph,\n"
-      "and end-of-sequence is ignored so every output has its planned length. Greedy sampling.\n"
+      "and end-of-sequence is ignored so every output has its planned length. Greedy sampling\n"
+      "unless --temperature (then --top-k 40 and --top-p as given; request i seeded with --seed + i).\n"
       "Prints JSON on stdout: throughput (generated and total tokens/s), TTFT, inter-token and\n"
       "end-to-end latency percentiles (ms), peak KV blocks, preemptions, prefix-cache hits.\n"
       "A summary goes to stderr.\n"
@@ -106,6 +107,7 @@ int main(int argc, char** argv) {
       "  atrium bench-serve --clients 1 --prompt-tokens 64 --output-tokens 128 --requests 4\n"
       "  atrium bench-serve --clients 32 --duration 60 --shared-prefix 256 --prompt-tokens 300:600\n"
       "  atrium bench-serve --clients 64 --kv-mib 16      (a small KV pool: watch preemptions)\n"
+      "  atrium bench-serve --clients 16 --temperature 0.8 --top-p 0.95   (sampling as chat clients do)\n"
       "-t/--threads and --models-dir work here too. bench/serve.py compares 1 client with 16.");
   bench_serve->add_option("-m,--model", serve_flags.model, "Catalog name or path to a .gguf file");
   bench_serve->add_option("--clients", serve_flags.clients, "Concurrent clients (requests in flight)")
@@ -129,7 +131,15 @@ int main(int argc, char** argv) {
   bench_serve->add_flag("--kv-lazy", serve_flags.kv_lazy,
                         "Commit the KV pool's memory as blocks first fill instead of at start (the page "
                         "faults then land in decode steps, as in a server's first minutes)");
-  bench_serve->add_option("--seed", serve_flags.seed, "Seed of the length draws")->capture_default_str();
+  bench_serve->add_option("--seed", serve_flags.seed, "Seed of the length draws (and of request i's sampling: seed + i)")
+      ->capture_default_str();
+  bench_serve->add_option("--temperature,--temp", serve_flags.temperature,
+                          "Sampling temperature of every request; 0 = greedy")
+      ->capture_default_str();
+  bench_serve->add_option("--top-k", serve_flags.top_k, "With --temperature: keep the k most likely tokens (0 = off)")
+      ->capture_default_str();
+  bench_serve->add_option("--top-p", serve_flags.top_p, "With --temperature: keep this total probability (1 = off)")
+      ->capture_default_str();
 
   atrium::cli::ServeFlags serve_run_flags;
   CLI::App* serve = app.add_subcommand(
