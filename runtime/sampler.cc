@@ -69,6 +69,51 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) int32_t Argmax(cons
   return best_at;
 }
 
+namespace {
+// Better first: the higher logit, then the lower id (llama.cpp's order).
+bool ByLogit(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+}  // namespace
+
+void TopK(const float* logits, int32_t n, int32_t k, std::vector<std::pair<float, int32_t>>& out) {
+  out.clear();
+  if (k <= 0) return;
+  if (k < n) {
+    // Candidates are what beats the k-th best so far. A later token that
+    // only ties it has a higher id, so it loses the tie: > is exact.
+    const size_t cap = std::max<size_t>(4 * static_cast<size_t>(k), 256);
+    float threshold = -INFINITY;
+    auto keep_best = [&] {
+      std::nth_element(out.begin(), out.begin() + (k - 1), out.end(), ByLogit);
+      out.resize(static_cast<size_t>(k));
+      threshold = out.back().first;
+    };
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] > threshold) {
+        out.emplace_back(logits[i], i);
+        if (out.size() >= cap) keep_best();
+      }
+    }
+    if (out.size() >= static_cast<size_t>(k)) {
+      if (out.size() > static_cast<size_t>(k)) keep_best();
+      std::sort(out.begin(), out.end(), ByLogit);
+      return;
+    }
+    out.clear();  // fewer than k logits above -inf: rank them all
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    if (!std::isnan(logits[i])) out.emplace_back(logits[i], i);  // NaN has no rank
+  }
+  const size_t keep = std::min(static_cast<size_t>(k), out.size());
+  if (keep == out.size()) {
+    std::sort(out.begin(), out.end(), ByLogit);
+  } else {
+    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(), ByLogit);
+    out.resize(keep);
+  }
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 void Sampler::Accept(int32_t token) {
@@ -100,19 +145,7 @@ int32_t Sampler::Sample(float* logits, int32_t n_vocab) {
     // Greedy; ties go to the lowest id, as in llama.cpp.
     return Argmax(logits, n_vocab);
   }
-  candidates_.clear();
-  for (int32_t i = 0; i < n_vocab; ++i) candidates_.emplace_back(logits[i], i);
-  auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
-  }
-  candidates_.resize(keep);
+  TopK(logits, n_vocab, params_.top_k > 0 ? std::min(params_.top_k, n_vocab) : n_vocab, candidates_);
   // Probabilities at temperature 1 for the top-p and min-p filters (llama.cpp
   // applies them before temperature scaling), into probs_.
   auto softmax = [&](float temp) {

@@ -130,8 +130,12 @@ class Engine {
   // Takes waiting_[i] out of the queue, ends it and forgets its id.
   void DropWaiting(size_t i, const Status& status);
   SchedulerInput BuildInput() const;
-  // Samples from one logit row; false when the sequence finished.
-  bool SampleNext(Sequence& s, float* logits);
+  // Whether s draws a token from this step's logits: its prompt is
+  // computed and it may still generate.
+  bool WillSample(const Sequence& s) const;
+  // Samples from one logit row (drawn >= 0: the token already drawn from
+  // it, on the pool); false when the sequence finished.
+  bool SampleNext(Sequence& s, float* logits, int32_t drawn = -1);
   void ScorePrompt(Sequence& s, int64_t start, int64_t n_rows, const float* logits);
   // Ends a running (or, with running = false, a dropped) sequence.
   void Finish(Sequence& s, const Status& status, const std::string& reason);

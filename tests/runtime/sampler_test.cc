@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -43,6 +44,47 @@ TEST(SamplerTest, ArgmaxEqualsMaxElement) {
   }
   std::vector<float> all_nan(33, NAN);
   EXPECT_EQ(Argmax(all_nan.data(), 33), 0);
+}
+
+// The one-pass top-k gives what ranking every (logit, id) pair gives: the
+// same pairs in the same order, ties to the lower id, on rows with many
+// ties, an ascending row (every token beats the threshold), -inf and NaN
+// entries, and k from 1 to past the row.
+TEST(SamplerTest, TopKEqualsRankingEveryToken) {
+  std::mt19937 rng(5);
+  auto reference = [](const std::vector<float>& x, int32_t k) {
+    std::vector<std::pair<float, int32_t>> all;
+    for (int32_t i = 0; i < static_cast<int32_t>(x.size()); ++i) {
+      if (!std::isnan(x[i])) all.emplace_back(x[i], i);
+    }
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    all.resize(std::min(all.size(), static_cast<size_t>(k)));
+    return all;
+  };
+  for (int32_t n : {1, 7, 300, 5000, 49152}) {
+    for (int shape = 0; shape < 4; ++shape) {
+      std::vector<float> x(static_cast<size_t>(n));
+      std::uniform_int_distribution<int> few(0, 12);
+      std::normal_distribution<float> normal(0.0f, 3.0f);
+      for (int32_t i = 0; i < n; ++i) {
+        x[static_cast<size_t>(i)] = shape == 0   ? static_cast<float>(few(rng))  // ties everywhere
+                                    : shape == 1 ? static_cast<float>(i)      // each beats the last
+                                                 : normal(rng);
+      }
+      if (shape == 3 && n > 10) {
+        x[3] = -INFINITY;
+        x[9] = INFINITY;
+        x[5] = NAN;
+      }
+      for (int32_t k : {1, 2, 40, 257, n, n + 5}) {
+        std::vector<std::pair<float, int32_t>> got;
+        TopK(x.data(), n, k, got);
+        ASSERT_EQ(got, reference(x, k)) << "n=" << n << " shape=" << shape << " k=" << k;
+      }
+    }
+  }
 }
 
 TEST(SamplerTest, RepeatPenaltyDividesPositiveAndMultipliesNegative) {

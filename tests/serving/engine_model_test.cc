@@ -94,9 +94,20 @@ class EngineTest : public testing::SmolLm2Test {
 
 };
 
+// Greedy, and seeded sampling (drawn on the pool in a batch, or on the
+// step thread for requests that want logprobs): the same tokens alone or
+// among fifteen others.
 TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
   const auto prompts = Prompts();
-  const GenerationOptions o = Greedy(24);
+  auto options = [](size_t i) {
+    GenerationOptions o = Greedy(24);
+    if (i % 3 != 0) {
+      o.sampling.temperature = 0.8f;
+      o.sampling.seed = 100 + i;
+    }
+    return o;
+  };
+  auto logprobs = [](size_t i) { return i % 4 == 1 ? 2 : -1; };
   std::vector<GenerationResult> alone;
   {
     auto engine = NewEngine();
@@ -104,7 +115,8 @@ TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
     loop.Add(engine.get());
     for (size_t i = 0; i < prompts.size(); ++i) {
       Outcomes out;
-      auto r = out.Request(0, prompts[i], o);
+      auto r = out.Request(0, prompts[i], options(i));
+      r->logprobs = logprobs(i);
       ASSERT_TRUE(loop.Submit(*engine, r).ok());
       out.WaitFor(1);
       ASSERT_TRUE(out.done[0].first.ok()) << out.done[0].first.ToString();
@@ -118,7 +130,8 @@ TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
   loop.Add(engine.get());
   Outcomes out;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto r = out.Request(static_cast<int>(i), prompts[i], o);
+    auto r = out.Request(static_cast<int>(i), prompts[i], options(i));
+    r->logprobs = logprobs(i);
     ASSERT_TRUE(loop.Submit(*engine, r).ok());
   }
   out.WaitFor(prompts.size());
@@ -126,6 +139,10 @@ TEST_F(EngineTest, BatchOfSixteenEqualsEachAlone) {
     const auto& [status, got] = out.done[static_cast<int>(i)];
     ASSERT_TRUE(status.ok()) << status.ToString();
     EXPECT_EQ(got.tokens, alone[i].tokens) << "prompt " << i;
+    ASSERT_EQ(got.logprobs.size(), logprobs(i) >= 0 ? got.tokens.size() : 0u) << "prompt " << i;
+    for (size_t t = 0; t < got.logprobs.size(); ++t) {
+      EXPECT_EQ(got.logprobs[t].logprob, alone[i].logprobs[t].logprob) << "prompt " << i << " token " << t;
+    }
     EXPECT_EQ(got.text, out.streamed[static_cast<int>(i)]);
     EXPECT_EQ(got.finish_reason, "length");
   }
