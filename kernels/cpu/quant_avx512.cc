@@ -371,36 +371,43 @@ void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
 
 #include "kernels/cpu/tiles_amx.h"
 
+// The packed entry points' frame: the arguments as MatmulArgs, the weight
+// type as its struct for fn(a, u), and a clear failure for a type with no
+// packed form.
+template <typename Fn>
+void WithPackedArgs(const char* op, float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in,
+                    const void* x, int64_t x_stride, Fn&& fn) {
+  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
+                     n_in, wtype};
+  const bool done = WithPackedType(wtype, [&](auto u) { fn(a, u); });
+  ATRIUM_CHECK(done, "%s: type %d has no packed form", op, static_cast<int>(wtype));
+}
+
 // matmul_packed on the vpdpbusd tiles (kAmx = false) or on AMX tiles.
 template <bool kAmx>
 void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
                      int64_t x_stride, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
-                     n_in, wtype};
-  const bool done = WithPackedType(wtype, [&](auto u) {
+  WithPackedArgs("matmul_packed", out, ldo, packed, wtype, n_in, x, x_stride, [&](const MatmulArgs& a, auto u) {
     if constexpr (kAmx) {
       MatmulPackedAmx<decltype(u)>(a, n_tokens, row_begin, row_end);
     } else {
       MatmulPacked<decltype(u)>(a, n_tokens, row_begin, row_end);
     }
   });
-  ATRIUM_CHECK(done, "matmul_packed: type %d has no packed form", static_cast<int>(wtype));
 }
 
 // matmul_packed_claimed, the same two ways.
 template <bool kAmx>
 void MatmulPackedClaimedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
                             int64_t x_stride, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
-  const MatmulArgs a{out, ldo, static_cast<const uint8_t*>(packed), 0, static_cast<const uint8_t*>(x), x_stride,
-                     n_in, wtype};
-  const bool done = WithPackedType(wtype, [&](auto u) {
-    if constexpr (kAmx) {
-      MatmulPackedAmxClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
-    } else {
-      MatmulPackedClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
-    }
-  });
-  ATRIUM_CHECK(done, "matmul_packed_claimed: type %d has no packed form", static_cast<int>(wtype));
+  WithPackedArgs("matmul_packed_claimed", out, ldo, packed, wtype, n_in, x, x_stride,
+                 [&](const MatmulArgs& a, auto u) {
+                   if constexpr (kAmx) {
+                     MatmulPackedAmxClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+                   } else {
+                     MatmulPackedClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+                   }
+                 });
 }
 
 }  // namespace
