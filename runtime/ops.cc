@@ -1,8 +1,9 @@
 #include "runtime/ops.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <deque>
+#include <optional>
 
 namespace atrium::ops {
 namespace {
@@ -12,6 +13,10 @@ namespace {
 // of 16 tokens' rows of SmolLM2's 576-wide residual splits; one token's
 // never does.
 constexpr int64_t kParallelElementwise = 1 << 14;
+
+// MatMulShared's claimed path takes this many weights at most (q, k, v);
+// more run as chunks of rows end to end.
+constexpr size_t kMaxClaimedTargets = 4;
 
 // The device switch. The CPU path is always compiled; CUDA kernels plug in
 // here when kernels/cuda/ lands.
@@ -119,14 +124,16 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
   // the next without waiting.
   bool all_packed = true;
   for (const MatMulTarget& t : targets) all_packed = all_packed && t.w->packed() != nullptr;
-  if (n_tokens > 1 && all_packed) {
-    std::deque<WorkClaims> claims;
-    for (const MatMulTarget& t : targets) claims.emplace_back((t.w->dim(0) + 15) / 16, ctx.n_threads());
+  if (n_tokens > 1 && all_packed && targets.size() <= kMaxClaimedTargets) {
+    // On the stack: a step makes a hundred of these calls.
+    std::array<std::optional<WorkClaims>, kMaxClaimedTargets> claims;
+    size_t i = 0;
+    for (const MatMulTarget& t : targets) claims[i++].emplace((t.w->dim(0) + 15) / 16, ctx.n_threads());
     ctx.pool().Run([&](int) {
-      auto c = claims.begin();
+      size_t c = 0;
       for (const MatMulTarget& t : targets) {
         k.matmul_packed_claimed(t.out->mutable_data<float>(), t.w->dim(0), t.w->packed(), t.w->dtype(), n_in, xq,
-                                xq_stride, n_tokens, t.w->dim(0), *c++);
+                                xq_stride, n_tokens, t.w->dim(0), *claims[c++]);
       }
     });
     return;

@@ -349,10 +349,13 @@ bool Engine::Step(ops::Context& ctx) {
   // callbacks) stays here, in batch order. Rows that echo the prompt, and
   // requests that want logprobs (of the raw logits, which sampling
   // filters in place), draw below as before.
-  std::vector<int32_t> drawn(batch.size(), -1);
+  std::vector<int32_t>& drawn = drawn_;
+  drawn.assign(batch.size(), -1);
   {
-    std::vector<size_t> draw;
-    std::vector<float*> draw_logits;
+    std::vector<size_t>& draw = draw_;
+    std::vector<float*>& draw_logits = draw_logits_;
+    draw.clear();
+    draw_logits.clear();
     float* at = logits.mutable_data<float>();
     for (size_t i = 0; i < batch.size(); ++i) {
       const Sequence& s = *batch_seqs[i];

@@ -162,6 +162,10 @@ class Engine {
   std::unordered_map<int64_t, Sequence*> by_id_;
   Tensor logits_;
   std::vector<float> raw_logits_;  // SampleNext's copy of one row, for logprobs
+  // Step's draws on the pool: batch index -> token, and the rows to draw.
+  std::vector<int32_t> drawn_;
+  std::vector<size_t> draw_;
+  std::vector<float*> draw_logits_;
   EngineStats stats_;
 };
 
