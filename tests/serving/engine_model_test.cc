@@ -440,7 +440,17 @@ TEST_F(EngineTest, ThousandRandomCancellationsAndDeadlinesReturnEveryBlock) {
   EXPECT_EQ(s.waiting, 0);
   // Every block is free or held only by the prefix cache (evictable).
   EXPECT_EQ(s.kv_blocks_used, s.kv_blocks_cached);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in its quarantine, up to 256 MiB, to
+  // catch use after free, so RSS grows with any churn until that fills (in
+  // this test alone, 65-70 MiB both before and after this round's changes).
+  // That pass checks leaks with LeakSanitizer instead; the plain build
+  // checks RSS.
+  (void)rss0;
+  (void)rss1;
+#else
   EXPECT_LT(rss1 - rss0, 16 * 1024) << "RSS grew by more than 16 MiB over 1440 requests";
+#endif
   loop.Remove(engine.get());
 }
 
