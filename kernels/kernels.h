@@ -78,9 +78,9 @@ struct CpuKernels {
                         int64_t row_end);
   // matmul_packed over all n_rows rows, by every thread of a pool at once:
   // each calls it with the same claims, over the matrix's 16-row tiles, and
-  // takes tiles from them until none are left. The activations are prepared once per thread, not per chunk,
-  // and a thread prefetches its next chunk's first tile. Results bit for bit
-  // as matmul_packed's.
+  // takes tiles from them until none are left. The activations are prepared
+  // once per thread, not per chunk, and a thread prefetches its next chunk's
+  // first tile. Results bit for bit as matmul_packed's.
   void (*matmul_packed_claimed)(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in,
                                 const void* x, int64_t x_stride, int64_t n_tokens, int64_t n_rows,
                                 WorkClaims& claims);

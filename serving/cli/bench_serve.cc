@@ -388,8 +388,8 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
                static_cast<long long>(prompt_range->lo), static_cast<long long>(prompt_range->hi),
                static_cast<long long>(output_range->lo), static_cast<long long>(output_range->hi),
                generated_total / wall, (prompt_total + generated_total) / wall, (n_requests - failed) / wall,
-               decode_tps, static_cast<long long>(decode_steps), decode_seconds, ttft_ms.p50, ttft_ms.p90, ttft_ms.p99, itl_ms.p50, itl_ms.p90, itl_ms.p99, e2e_ms.p50, e2e_ms.p90,
-               e2e_ms.p99, peak_used.load(), after.kv_blocks_total, static_cast<long long>(peak_running.load()),
+               decode_tps, static_cast<long long>(decode_steps), decode_seconds, ttft_ms.p50, ttft_ms.p90,
+               ttft_ms.p99, itl_ms.p50, itl_ms.p90, itl_ms.p99, e2e_ms.p50, e2e_ms.p90, e2e_ms.p99, peak_used.load(), after.kv_blocks_total, static_cast<long long>(peak_running.load()),
                static_cast<long long>(after.preemptions - before.preemptions), static_cast<long long>(cached_total));
   return failed > 0 ? 1 : 0;
 }

@@ -341,6 +341,15 @@ bool Engine::Step(ops::Context& ctx) {
   }
   Count(&EngineStats::steps);
 
+  // Each entry's logit rows: every token's when it scores its prompt chunk,
+  // else its last token's.
+  auto n_rows = [&](size_t i) { return batch[i].all_logits ? batch[i].n_tokens : int64_t{1}; };
+  row_at_.resize(batch.size());
+  for (size_t i = 0, at = 0; i < batch.size(); at += static_cast<size_t>(n_rows(i)), ++i) {
+    row_at_[i] = logits.mutable_data<float>() + static_cast<int64_t>(at) * n_vocab;
+  }
+  auto last_row = [&](size_t i) { return row_at_[i] + (n_rows(i) - 1) * n_vocab; };
+
   // The next tokens of the sequences that sample this step, drawn on the
   // pool, a sequence per unit: over SmolLM2's 49,152-token vocabulary a
   // top-k draw took ~80 us (32 with TopK) and greedy argmax reads 200 KB,
@@ -349,47 +358,31 @@ bool Engine::Step(ops::Context& ctx) {
   // callbacks) stays here, in batch order. Rows that echo the prompt, and
   // requests that want logprobs (of the raw logits, which sampling
   // filters in place), draw below as before.
-  std::vector<int32_t>& drawn = drawn_;
-  drawn.assign(batch.size(), -1);
-  {
-    std::vector<size_t>& draw = draw_;
-    std::vector<float*>& draw_logits = draw_logits_;
-    draw.clear();
-    draw_logits.clear();
-    float* at = logits.mutable_data<float>();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const Sequence& s = *batch_seqs[i];
-      const int64_t n_rows = batch[i].all_logits ? batch[i].n_tokens : 1;
-      float* last = at + (n_rows - 1) * n_vocab;
-      at += n_rows * n_vocab;
-      if (!batch[i].all_logits && s.req->logprobs < 0 && WillSample(s)) {
-        draw.push_back(i);
-        draw_logits.push_back(last);
-      }
-    }
-    ctx.pool().ParallelFor(static_cast<int64_t>(draw.size()), 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t j = b; j < e; ++j) {
-        drawn[draw[j]] = batch_seqs[draw[j]]->sampler.Sample(draw_logits[j], static_cast<int32_t>(n_vocab));
-      }
-    });
+  drawn_.assign(batch.size(), -1);
+  draw_.clear();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Sequence& s = *batch_seqs[i];
+    if (!batch[i].all_logits && s.req->logprobs < 0 && WillSample(s)) draw_.push_back(i);
   }
+  ctx.pool().ParallelFor(static_cast<int64_t>(draw_.size()), 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t j = b; j < e; ++j) {
+      const size_t i = draw_[static_cast<size_t>(j)];
+      drawn_[i] = batch_seqs[i]->sampler.Sample(last_row(i), static_cast<int32_t>(n_vocab));
+    }
+  });
 
-  float* row = logits.mutable_data<float>();
   for (size_t i = 0; i < batch.size(); ++i) {
     Sequence& s = *batch_seqs[i];
-    const int64_t n_rows = batch[i].all_logits ? batch[i].n_tokens : 1;
     // Forward advanced the table past the chunk.
-    if (batch[i].all_logits) ScorePrompt(s, s.table.n_tokens - batch[i].n_tokens, n_rows, row);
-    float* last = row + (n_rows - 1) * n_vocab;
-    row += n_rows * n_vocab;
-    if (s.table.n_tokens < static_cast<int64_t>(s.tokens.size())) continue;  // prefill goes on next step
+    if (batch[i].all_logits) ScorePrompt(s, s.table.n_tokens - batch[i].n_tokens, n_rows(i), row_at_[i]);
+    if (!PromptComputed(s)) continue;  // prefill goes on next step
     // The prompt is computed: its full blocks serve later requests.
     if (cache_ && !s.inserted) {
       cache_->Insert(s.req->ns, std::span<const int32_t>(s.tokens.data(), static_cast<size_t>(s.n_prompt)),
                      s.table);
       s.inserted = true;
     }
-    SampleNext(s, last, drawn[i]);
+    SampleNext(s, last_row(i), drawn_[i]);
   }
   RemoveFinished();
   if (plan.prefill.empty() && plan.admit.empty()) {
@@ -414,8 +407,12 @@ void Engine::ScorePrompt(Sequence& s, int64_t start, int64_t n_rows, const float
   }
 }
 
-bool Engine::WillSample(const Sequence& s) const {
-  return s.table.n_tokens >= static_cast<int64_t>(s.tokens.size()) && s.n_generated() < s.req->options.max_tokens;
+bool Engine::PromptComputed(const Sequence& s) {
+  return s.table.n_tokens >= static_cast<int64_t>(s.tokens.size());
+}
+
+bool Engine::WillSample(const Sequence& s) {
+  return PromptComputed(s) && s.n_generated() < s.req->options.max_tokens;
 }
 
 bool Engine::SampleNext(Sequence& s, float* logits, int32_t drawn) {

@@ -130,9 +130,12 @@ class Engine {
   // Takes waiting_[i] out of the queue, ends it and forgets its id.
   void DropWaiting(size_t i, const Status& status);
   SchedulerInput BuildInput() const;
+  // Whether every token of s, its prompt included, is in the cache (after a
+  // forward: else its prefill goes on next step).
+  static bool PromptComputed(const Sequence& s);
   // Whether s draws a token from this step's logits: its prompt is
   // computed and it may still generate.
-  bool WillSample(const Sequence& s) const;
+  static bool WillSample(const Sequence& s);
   // Samples from one logit row (drawn >= 0: the token already drawn from
   // it, on the pool); false when the sequence finished.
   bool SampleNext(Sequence& s, float* logits, int32_t drawn = -1);
@@ -162,10 +165,11 @@ class Engine {
   std::unordered_map<int64_t, Sequence*> by_id_;
   Tensor logits_;
   std::vector<float> raw_logits_;  // SampleNext's copy of one row, for logprobs
-  // Step's draws on the pool: batch index -> token, and the rows to draw.
-  std::vector<int32_t> drawn_;
+  // Per step, reused: each batch entry's first logit row, the entries
+  // drawn on the pool and their tokens (-1: drawn on the step thread).
+  std::vector<float*> row_at_;
   std::vector<size_t> draw_;
-  std::vector<float*> draw_logits_;
+  std::vector<int32_t> drawn_;
   EngineStats stats_;
 };
 
