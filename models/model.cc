@@ -251,9 +251,17 @@ uint64_t Model::PackMatrices(uint64_t total, const LoadOptions& options) {
     }
   }
   if (storage == nullptr) {
-    auto* buf = static_cast<uint8_t*>(::operator new(static_cast<size_t>(payload), std::align_val_t{4096}));
+    // On 2 MiB pages where the kernel allows (transparent huge pages in
+    // "madvise" mode, the common default): a decode step walks all of it,
+    // and with 4 KiB pages every 64 lines cost a TLB miss, a two-level page
+    // walk in a VM. SmolLM2 on 2 threads: +20% decode for one stream, +10%
+    // for 16 (bench-serve, alternating runs).
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = (static_cast<size_t>(payload) + kHuge - 1) / kHuge * kHuge;
+    auto* buf = static_cast<uint8_t*>(::operator new(bytes, std::align_val_t{kHuge}));
+    ::madvise(buf, bytes, MADV_HUGEPAGE);  // advice: without it, 4 KiB pages
     storage = std::shared_ptr<const uint8_t>(buf, [](const uint8_t* p) {
-      ::operator delete(const_cast<uint8_t*>(p), std::align_val_t{4096});
+      ::operator delete(const_cast<uint8_t*>(p), std::align_val_t{kHuge});
     });
     pack_all(buf);
   }
