@@ -11,6 +11,7 @@
 // weights come from DRAM ("Cold"): then one token reads at DRAM speed and
 // 16 tokens pay the reads and the arithmetic, only partly overlapped.
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -25,10 +26,15 @@ namespace {
 
 using atrium::DType;
 
+// On 2 MiB pages, as a loaded model's packed weights are (models/model.cc).
 struct Packed {
+  static constexpr size_t kHuge = size_t{2} << 20;
   uint8_t* p;
-  explicit Packed(int64_t bytes) : p(static_cast<uint8_t*>(::operator new(bytes, std::align_val_t{64}))) {}
-  ~Packed() { ::operator delete(p, std::align_val_t{64}); }
+  explicit Packed(int64_t bytes) : p(static_cast<uint8_t*>(::operator new(Rounded(bytes), std::align_val_t{kHuge}))) {
+    ::madvise(p, Rounded(bytes), MADV_HUGEPAGE);
+  }
+  ~Packed() { ::operator delete(p, std::align_val_t{kHuge}); }
+  static size_t Rounded(int64_t bytes) { return (static_cast<size_t>(bytes) + kHuge - 1) / kHuge * kHuge; }
 };
 
 void Matmul(benchmark::State& state, DType wtype, int64_t rows, int64_t n_in, int64_t copies = 1) {
