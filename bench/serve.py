@@ -31,8 +31,8 @@ bench/.cache/ as bench/compare.py does (the first llama.cpp tool takes 5-10
 min; later ones a minute).
 
 It also reads a 64 MiB buffer with bench/membw.cc before and after (2
-threads): about 55 GB/s when the VM's share of the L3 holds it, 15-35 when
-neighbours share it. One stream's weights (96 MB) come partly from that L3,
+threads, on 2 MiB pages as Atrium's weights are): 34-54 GB/s over
+2026-11-29's afternoon, higher the more of the shared L3 the VM has. One stream's weights (96 MB) come partly from that L3,
 and sixteen streams' weights and KV caches (140+ MB) from DRAM, so the ratio
 is higher in a shared phase: the printout says which phase the runs had.
 
@@ -168,7 +168,7 @@ def main():
     if peers:
         print(f"llama.cpp runs (S_TG): 1 stream {fmt(pe(1, 'decode'))}, {n} streams {fmt(pe(n, 'decode'))}")
     print(f"membw, 64 MiB, {args.threads} threads: {l3_before:.1f} GB/s before, {l3_after:.1f} after "
-          f"(~55 with the L3 to itself, 15-35 shared)")
+          f"(higher: more of the shared L3 to ourselves)")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
