@@ -35,6 +35,11 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
   waiting_ = &BuildGauge().Name("atrium_num_requests_waiting").Help("Requests waiting for admission in a tenant's engines").Register(r);
   running_ = &BuildGauge().Name("atrium_num_requests_running").Help("Requests in the running batch of a tenant's engines").Register(r);
   kv_usage_ = &BuildGauge().Name("atrium_kv_cache_usage_perc").Help("Fraction of a tenant's KV blocks in use (0..1)").Register(r);
+  preemptions_ = &BuildGauge().Name("atrium_num_preemptions")
+                      .Help("Requests a tenant's engines preempted for KV blocks, since its worker started").Register(r);
+  prefix_hits_ = &BuildGauge().Name("atrium_prefix_cache_hit_tokens")
+                      .Help("Prompt tokens a tenant's engines took from the prefix cache, since its worker started")
+                      .Register(r);
   prompt_tokens_ = &BuildCounter().Name("atrium_prompt_tokens_total").Help("Prompt tokens processed").Register(r);
   generation_tokens_ = &BuildCounter().Name("atrium_generation_tokens_total").Help("Tokens generated").Register(r);
   worker_exits_ = &BuildCounter().Name("atrium_worker_exits_total").Help("Worker processes that ended, by why").Register(r);
@@ -82,10 +87,12 @@ void GatewayMetrics::SetWorkerLoad(const std::string& tenant, const WorkerLoad& 
   running_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.running));
   kv_usage_->Add({{"tenant", tenant}})
       .Set(load.kv_blocks_total > 0 ? static_cast<double>(load.kv_blocks_used) / load.kv_blocks_total : 0.0);
+  preemptions_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.preemptions));
+  prefix_hits_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.prefix_hit_tokens));
 }
 
 void GatewayMetrics::ClearWorkerLoad(const std::string& tenant) {
-  for (auto* family : {waiting_, running_, kv_usage_}) {
+  for (auto* family : {waiting_, running_, kv_usage_, preemptions_, prefix_hits_}) {
     family->Remove(&family->Add({{"tenant", tenant}}));
   }
 }

@@ -17,6 +17,10 @@
 // | atrium_num_requests_running              | gauge     | tenant         | vllm:num_requests_running               |
 // | atrium_kv_cache_usage_perc               | gauge     | tenant         | vllm:kv_cache_usage_perc (was           |
 // |                                          |           |                | vllm:gpu_cache_usage_perc); 0..1        |
+// | atrium_num_preemptions                   | gauge     | tenant         | vllm:num_preemptions_total (here since  |
+// |                                          |           |                | the tenant's worker started)            |
+// | atrium_prefix_cache_hit_tokens           | gauge     | tenant         | vllm:prefix_cache_hits_total (tokens;   |
+// |                                          |           |                | since the worker started)               |
 // | atrium_prompt_tokens_total               | counter   | model          | vllm:prompt_tokens_total                |
 // | atrium_generation_tokens_total           | counter   | model          | vllm:generation_tokens_total            |
 // | atrium_streams_active                    | gauge     | -              | - (open Generate/Chat calls)            |
@@ -55,6 +59,8 @@ struct WorkerLoad {
   int64_t running = 0;
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
+  int64_t preemptions = 0;        // since the worker started
+  int64_t prefix_hit_tokens = 0;  // likewise
 };
 
 class GatewayMetrics {
@@ -99,6 +105,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>* waiting_;
   prometheus::Family<prometheus::Gauge>* running_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;
+  prometheus::Family<prometheus::Gauge>* preemptions_;
+  prometheus::Family<prometheus::Gauge>* prefix_hits_;
   prometheus::Family<prometheus::Counter>* prompt_tokens_;
   prometheus::Family<prometheus::Counter>* generation_tokens_;
   prometheus::Family<prometheus::Counter>* worker_exits_;

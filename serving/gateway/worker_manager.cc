@@ -301,6 +301,8 @@ void WorkerManager::PollHealth() {
           load.running += e.running();
           load.kv_blocks_used += e.kv_blocks_used();
           load.kv_blocks_total += e.kv_blocks_total();
+          load.preemptions += e.preemptions();
+          load.prefix_hit_tokens += e.prefix_hit_tokens();
         }
         metrics_->SetWorkerLoad(call->handle->tenant_id_, load);
       }

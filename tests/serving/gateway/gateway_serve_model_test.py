@@ -661,6 +661,28 @@ class GatewayTest(unittest.TestCase):
                      "atrium_workers"):
             self.assertIn(name, text)
 
+    def test_prefix_cache_hits_reach_the_metrics(self):
+        # The same long prompt (~330 tokens) twice: the second takes its full
+        # blocks from the tenant's prefix cache, and the worker's count
+        # reaches the gauge within a health poll (other tests' hits are a few
+        # dozen tokens, so the gauge must grow by far more than they could
+        # add); the preemption gauge is there, at 0.
+        s = self.server
+        before = self.metric(s.metrics(), "atrium_prefix_cache_hit_tokens", tenant="acme") or 0
+        prompt = "Summarize the following. " + " ".join("item %d is on shelf %d;" % (i, i % 7) for i in range(40))
+        for _ in range(2):
+            s.inference.GenerateUnary(inference_pb2.GenerateRequest(model=SMOL, prompt=prompt, config=greedy(2)),
+                                      metadata=auth(self.acme), timeout=60)
+        deadline = time.time() + 6
+        while True:
+            text = s.metrics()
+            hits = self.metric(text, "atrium_prefix_cache_hit_tokens", tenant="acme") or 0
+            if hits - before >= 256:
+                break
+            self.assertLess(time.time(), deadline, "prefix-cache hits %s -> %s:\n%s" % (before, hits, text))
+            time.sleep(0.2)
+        self.assertEqual(self.metric(text, "atrium_num_preemptions", tenant="acme"), 0)
+
 
 class DrainTest(unittest.TestCase):
     """SIGTERM: health NOT_SERVING, new calls refused, the stream in flight finishes, exit 0."""
