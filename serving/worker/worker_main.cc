@@ -26,8 +26,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How often the main thread looks at drains and the idle clock; also the
-// longest a finished drain waits for its answer.
+// How often the main thread looks at the drain and the idle clock.
 constexpr int kTickMs = 20;
 
 int Fail(const std::string& message) {
@@ -154,7 +153,7 @@ int RunWorker(const WorkerOptions& o) {
     }
   }
   // Streams have ended by now unless the exit is hard. The grace lets the
-  // last answers (a Drain's) reach the client; Shutdown waits for it in full
+  // last answers reach their clients; Shutdown waits for it in full
   // while any client keeps its connection open, so it is short. Calls still
   // open then are cancelled, and their engine requests end within one step.
   const auto grace = hard ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250);

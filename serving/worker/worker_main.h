@@ -30,8 +30,8 @@ struct WorkerOptions {
 // The flags of WorkerOptions, for atrium-worker and a CLI subcommand.
 void AddWorkerFlags(CLI::App& app, WorkerOptions& options);
 
-// Serves until SIGTERM (drains, then exits), SIGINT twice, a Drain call with
-// exit, the idle timeout, or the control fd's peer going away (the gateway
+// Serves until SIGTERM (drains, then exits), SIGINT twice, the idle
+// timeout, or the control fd's peer going away (the gateway
 // died: exit at once). Returns the process exit code. Call it before the
 // process starts other threads: it blocks SIGTERM and SIGINT in all threads
 // and reads them from a signalfd.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "serving/worker/generate_reactor.h"
 #include "serving/worker/request.h"
@@ -11,9 +12,6 @@
 
 namespace atrium::worker {
 namespace {
-
-constexpr auto kDefaultDrainTimeout = std::chrono::seconds(30);
-constexpr auto kMaxDrainTimeout = std::chrono::hours(1);
 
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -227,39 +225,17 @@ grpc::ServerUnaryReactor* WorkerService::Health(grpc::CallbackServerContext* ctx
   return Answer(ctx, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* WorkerService::Drain(grpc::CallbackServerContext* ctx, const internal::DrainRequest* request,
-                                               internal::DrainResponse* response) {
-  Touch();
-  std::chrono::milliseconds timeout = kDefaultDrainTimeout;
-  if (request->has_timeout()) {
-    const auto& t = request->timeout();
-    if (t.seconds() < 0 || t.nanos() < 0 || t.seconds() > std::chrono::duration_cast<std::chrono::seconds>(kMaxDrainTimeout).count()) {
-      return Answer(ctx, rpc::ToGrpc(rpc::BadField("timeout", "must be between 0 and 1 hour")));
-    }
-    timeout = std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1000000);
-  }
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  BeginDrain(reactor, response, timeout, request->exit());
-  return reactor;
-}
-
 void WorkerService::StartDrain(std::chrono::milliseconds timeout, bool exit) {
-  BeginDrain(nullptr, nullptr, timeout, exit);
-}
-
-void WorkerService::BeginDrain(grpc::ServerUnaryReactor* reactor, internal::DrainResponse* response,
-                               std::chrono::milliseconds timeout, bool exit) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     draining_ = true;
-    drains_.push_back({reactor, response, Clock::now() + timeout, exit, static_cast<int64_t>(streams_.size()), -1});
+    drains_.push_back({Clock::now() + timeout, exit, static_cast<int64_t>(streams_.size()), -1});
   }
-  Tick();  // answers at once when nothing is in flight
+  Tick();  // done at once when nothing is in flight
 }
 
 void WorkerService::Tick() {
   std::vector<std::pair<std::string, int64_t>> cancels;
-  std::vector<grpc::ServerUnaryReactor*> answers;
   bool exit = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -267,11 +243,9 @@ void WorkerService::Tick() {
     for (auto d = drains_.begin(); d != drains_.end();) {
       if (streams_.empty()) {
         const int64_t cancelled = std::max<int64_t>(d->cancelled, 0);
-        if (d->response != nullptr) {
-          d->response->set_cancelled(static_cast<int32_t>(cancelled));
-          d->response->set_finished(static_cast<int32_t>(std::max<int64_t>(d->streams_at_start - cancelled, 0)));
-          answers.push_back(d->reactor);
-        }
+        std::fprintf(stderr, "atrium-worker: drained: %lld streams finished, %lld cancelled at the timeout\n",
+                     static_cast<long long>(std::max<int64_t>(d->streams_at_start - cancelled, 0)),
+                     static_cast<long long>(cancelled));
         exit |= d->exit;
         d = drains_.erase(d);
         continue;
@@ -293,7 +267,6 @@ void WorkerService::Tick() {
   // Outside mu_: a cancel may end a request at once, and its reactor's
   // OnDone takes mu_.
   for (const auto& [model, id] : cancels) pool_.Cancel(model, id);
-  for (grpc::ServerUnaryReactor* r : answers) r->Finish(grpc::Status::OK);
   if (exit) exit_wanted_.store(true);
 }
 

@@ -4,7 +4,7 @@
 // GenerateReactor that the engine's step thread feeds.
 //
 // It also keeps the process's state that outlives calls: the open streams
-// (for Health, Drain and the idle timeout), and the drain in progress.
+// (for Health, the drain and the idle timeout), and the drain in progress.
 #pragma once
 
 #include <atomic>
@@ -43,12 +43,9 @@ class WorkerService final : public internal::Worker::CallbackService {
                                         v1::CountTokensResponse* response) override;
   grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* ctx, const internal::HealthRequest* request,
                                    internal::HealthResponse* response) override;
-  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const internal::DrainRequest* request,
-                                  internal::DrainResponse* response) override;
 
   // Stops admissions; streams in flight may take `timeout`, then they are
   // cancelled. With exit, exit_wanted() turns true once no stream is left.
-  // A Drain call does the same and answers when done.
   void StartDrain(std::chrono::milliseconds timeout, bool exit);
   // Advances drains (called by the process's housekeeping thread, often).
   void Tick();
@@ -63,8 +60,6 @@ class WorkerService final : public internal::Worker::CallbackService {
 
  private:
   struct PendingDrain {
-    grpc::ServerUnaryReactor* reactor = nullptr;  // null for a signal's drain
-    internal::DrainResponse* response = nullptr;
     Clock::time_point deadline;
     bool exit = false;
     int64_t streams_at_start = 0;
@@ -72,9 +67,6 @@ class WorkerService final : public internal::Worker::CallbackService {
   };
 
   void Touch();
-  // StartDrain, and Drain with the call to answer once done.
-  void BeginDrain(grpc::ServerUnaryReactor* reactor, internal::DrainResponse* response,
-                  std::chrono::milliseconds timeout, bool exit);
   // Registers a new stream; false while draining (the caller rejects it).
   bool Admit(GenerateReactor* reactor);
   // A streaming call's prompt, tokenized; on failure `error` says what to fix.

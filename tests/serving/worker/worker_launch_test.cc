@@ -60,24 +60,6 @@ TEST(WorkerLaunchTest, RequestErrorsNeedNoModel) {
   }
 }
 
-TEST(WorkerLaunchTest, DrainWithExitAnswersThenExits) {
-  auto w = StartWorker({"--threads", "1"});
-  ASSERT_NE(w, nullptr);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(milliseconds(5000)));
-  internal::DrainRequest req;
-  req.set_exit(true);
-  internal::DrainResponse resp;
-  const grpc::Status s = w->stub->Drain(&ctx, req, &resp);
-  ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(resp.finished(), 0);
-  EXPECT_EQ(resp.cancelled(), 0);
-  EXPECT_TRUE(ControlClosesWithin(w->process.control_fd, 5000));
-  const int status = w->Stop();
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_FALSE(std::filesystem::exists(w->process.socket_path)) << "the worker removes its socket";
-}
-
 TEST(WorkerLaunchTest, SigtermDrainsAndExits) {
   auto w = StartWorker({"--threads", "1"});
   ASSERT_NE(w, nullptr);
@@ -85,6 +67,7 @@ TEST(WorkerLaunchTest, SigtermDrainsAndExits) {
   EXPECT_TRUE(ControlClosesWithin(w->process.control_fd, 5000));
   const int status = w->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(std::filesystem::exists(w->process.socket_path)) << "the worker removes its socket";
 }
 
 TEST(WorkerLaunchTest, IdleWorkerExitsByItself) {

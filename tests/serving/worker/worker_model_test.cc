@@ -5,6 +5,8 @@
 // what to fix, and the worker keeps serving.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <future>
 #include <thread>
 
@@ -354,9 +356,9 @@ TEST_F(WorkerModelTest, TokenizeDetokenizeAndCountAgreeWithTheTokenizer) {
       << "prompt and messages together";
 }
 
-TEST_F(WorkerModelTest, DrainCancelsStreamsPastItsTimeoutThenExits) {
+TEST_F(WorkerModelTest, SigtermCancelsStreamsPastTheDrainTimeoutThenExits) {
   // A worker of its own: this one exits.
-  auto w = StartWorker({"--threads", "2"});
+  auto w = StartWorker({"--threads", "2", "--drain-timeout", "0.3"});
   ASSERT_NE(w, nullptr);
   v1::GenerateRequest req;
   req.set_model(kModel);
@@ -369,18 +371,7 @@ TEST_F(WorkerModelTest, DrainCancelsStreamsPastItsTimeoutThenExits) {
   ReadAll(*reader, got, /*stop_after=*/1);  // it is running
   ASSERT_EQ(got.messages, 1);
 
-  std::thread drain_thread([&] {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(milliseconds(20000)));
-    internal::DrainRequest d;
-    d.mutable_timeout()->set_nanos(300 * 1000 * 1000);
-    d.set_exit(true);
-    internal::DrainResponse resp;
-    const grpc::Status s = w->stub->Drain(&ctx, d, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(resp.cancelled(), 1);
-    EXPECT_EQ(resp.finished(), 0);
-  });
+  ASSERT_EQ(::kill(w->process.pid, SIGTERM), 0);
   std::this_thread::sleep_for(milliseconds(50));
   {
     // No new streams meanwhile.
@@ -396,7 +387,6 @@ TEST_F(WorkerModelTest, DrainCancelsStreamsPastItsTimeoutThenExits) {
   const grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_EQ(rpc::DecodeDetails(s).reason, "WORKER_DRAINED");
-  drain_thread.join();
   EXPECT_TRUE(ControlClosesWithin(w->process.control_fd, 10000));
   const int status = w->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
