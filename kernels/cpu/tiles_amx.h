@@ -102,45 +102,70 @@ void PrepareAmxTokens(const MatmulArgs& a, int64_t n_tokens, AmxTokenTiles& x) {
 // record's lines as the weights' integer quants) and the scales. Q8_0's
 // records hold its signed quants, so its B is read in place; 4-bit types
 // unpack their nibbles (Q4_0's less its bias of 8).
+//
+// A long row (over 3 * kAmxChunk blocks) of a 4-bit type with one group
+// of tokens (decode) is made ready kAmxChunk blocks at a time, into a ring
+// of two chunks, as the multiplies reach them. Whole, the B lines of a
+// 1,536-long row (24 KiB) and the tokens' A tiles (24 KiB) overflowed L1,
+// and the multiply ran 17% slower per block than at 768; with the ring,
+// 1,536 and 2,304 run as fast as 768 (matmul_bench, the same work at each
+// length). Several token groups (prefill) share one whole preparation.
+constexpr int64_t kAmxChunk = 8;
+static_assert(kAmxChunk > kAmxAhead, "a chunk is made ready before the multiplies ahead of the chain reach it");
 struct AmxRowTile {
-  std::vector<Line> b;        // [n_blocks * 8] (4-bit types)
-  const uint8_t* b_base;      // block j's B: 8 lines, 64 bytes apart, at b_base + j * b_step
+  std::vector<Line> b;        // B of the blocks made ready (4-bit types)
+  const uint8_t* b_base;      // block j's B: 8 lines, 64 bytes apart, at b_base + Slot(j) * b_step
   int64_t b_step;
-  std::vector<Line> d, m;     // [n_blocks]: f32 per row (m: affine types)
-  const Line* B(int64_t j) const { return reinterpret_cast<const Line*>(b_base + j * b_step); }
+  std::vector<Line> d, m;     // per slot: f32 per row (m: affine types)
+  int64_t ring = 0;           // 0: every block has its slot; else slots in turn, block j at j % ring
+  const uint8_t* tile = nullptr;  // the packed tile, for the chunks still to make ready
+  int64_t Slot(int64_t j) const { return ring == 0 ? j : j % ring; }
+  const Line* B(int64_t j) const { return reinterpret_cast<const Line*>(b_base + Slot(j) * b_step); }
 };
 
 // Whether a type's B bytes are signed (tdpbssd) or unsigned (tdpbsud).
 template <typename U>
 constexpr bool kAmxSignedB = U::kPackedBits == 8 || U::kBias != 0;
 
+// Makes blocks [j0, j1) of rt's tile ready, into their slots.
 template <typename U>
-void PrepareAmxRowTile(const uint8_t* tile, int64_t n_in, AmxRowTile& rt) {
+void PrepareAmxBlocks(AmxRowTile& rt, int64_t j0, int64_t j1) {
   constexpr bool kInPlace = U::kPackedBits == 8;
-  const int64_t n_blocks = n_in / kQK;
-  if constexpr (kInPlace) {
-    rt.b_base = tile;
-    rt.b_step = Packed<U>::kRecord;
-  } else {
-    rt.b.resize(static_cast<size_t>(n_blocks * 8));
-    rt.b_base = rt.b[0].b;
-    rt.b_step = 8 * sizeof(Line);
-  }
-  rt.d.resize(static_cast<size_t>(n_blocks));
-  rt.m.resize(U::kAffine ? static_cast<size_t>(n_blocks) : 0);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(U::kBias));
-  for (int64_t j = 0; j < n_blocks; ++j) {
-    const uint8_t* rec = tile + j * Packed<U>::kRecord;
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint8_t* rec = rt.tile + j * Packed<U>::kRecord;
+    const size_t slot = static_cast<size_t>(rt.Slot(j));
     if constexpr (!kInPlace) {
       __m512i w[8];
       RecordLines<U>(rec, w);
       for (int g = 0; g < 8; ++g) {
-        _mm512_store_si512(rt.b[static_cast<size_t>(j * 8 + g)].b, U::kBias != 0 ? _mm512_sub_epi8(w[g], bias) : w[g]);
+        _mm512_store_si512(rt.b[slot * 8 + g].b, U::kBias != 0 ? _mm512_sub_epi8(w[g], bias) : w[g]);
       }
     }
-    _mm512_store_ps(rt.d[static_cast<size_t>(j)].b, RecordScales<U>(rec, 0));
-    if constexpr (U::kAffine) _mm512_store_ps(rt.m[static_cast<size_t>(j)].b, RecordScales<U>(rec, 1));
+    _mm512_store_ps(rt.d[slot].b, RecordScales<U>(rec, 0));
+    if constexpr (U::kAffine) _mm512_store_ps(rt.m[slot].b, RecordScales<U>(rec, 1));
   }
+}
+
+// The tile made ready for n_tokens tokens: whole, or its first chunk.
+template <typename U>
+void PrepareAmxRowTile(const uint8_t* tile, int64_t n_in, int64_t n_tokens, AmxRowTile& rt) {
+  constexpr bool kInPlace = U::kPackedBits == 8;
+  const int64_t n_blocks = n_in / kQK;
+  rt.tile = tile;
+  rt.ring = !kInPlace && n_tokens <= kAmxTokens && n_blocks > 3 * kAmxChunk ? 2 * kAmxChunk : 0;
+  const int64_t slots = rt.ring == 0 ? n_blocks : rt.ring;
+  if constexpr (kInPlace) {
+    rt.b_base = tile;
+    rt.b_step = Packed<U>::kRecord;
+  } else {
+    rt.b.resize(static_cast<size_t>(slots * 8));
+    rt.b_base = rt.b[0].b;
+    rt.b_step = 8 * sizeof(Line);
+  }
+  rt.d.resize(static_cast<size_t>(slots));
+  rt.m.resize(U::kAffine ? static_cast<size_t>(slots) : 0);
+  PrepareAmxBlocks<U>(rt, 0, rt.ring == 0 ? n_blocks : kAmxChunk);
 }
 
 // Block j's tile multiply into C set `set` (0 or 3), stored to c_out.
@@ -172,7 +197,7 @@ inline void AmxBlock(int set, const Line* a_tile, const Line* b_tile, int32_t* c
 // C tokens (tok0.., C a multiple of 4, at most 16) against one prepared row
 // tile; rows [lo, hi) of the tile and tokens below n_tokens are stored.
 template <typename U, int C>
-void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, const float* xd, const float* xs,
+void AmxTokens(const MatmulArgs& a, AmxRowTile& rt, const Line* a_tiles, const float* xd, const float* xs,
                int64_t row0, int lo, int hi, int64_t tok0, int64_t n_tokens, const uint8_t* next_tile) {
   const int64_t n_blocks = a.n_in / kQK;
   // A ring of C buffers, kAmxAhead blocks ahead of the chain: a tile store
@@ -198,8 +223,9 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
       }
     }
     const int32_t* sums = c_buf[j % (kAmxAhead + 1)];
-    const __m512 dw = _mm512_load_ps(rt.d[static_cast<size_t>(j)].b);
-    const __m512 mw = U::kAffine ? _mm512_load_ps(rt.m[static_cast<size_t>(j)].b) : _mm512_setzero_ps();
+    const size_t slot = static_cast<size_t>(rt.Slot(j));
+    const __m512 dw = _mm512_load_ps(rt.d[slot].b);
+    const __m512 mw = U::kAffine ? _mm512_load_ps(rt.m[slot].b) : _mm512_setzero_ps();
     const float* dx = xd + j * kAmxTokens;  // the tokens' scales at constant offsets: no pointer per token
     const float* sx = U::kAffine ? xs + j * kAmxTokens : nullptr;
 #pragma GCC unroll 16
@@ -209,6 +235,11 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
     // The multiply kAmxAhead blocks on, issued after this block's chain:
     // its tile store then waits behind the chain's loads, not before them.
     const int64_t ahead = j + kAmxAhead;
+    // A ring's next chunk, over the one two chunks back: the chain is past
+    // it, and so are its multiplies.
+    if (rt.ring != 0 && ahead % kAmxChunk == 0 && ahead < n_blocks) {
+      PrepareAmxBlocks<U>(rt, ahead, std::min(ahead + kAmxChunk, n_blocks));
+    }
     if (ahead < n_blocks) {
       AmxBlock<kAmxSignedB<U>>(ahead % 2 == 0 ? 0 : 3, a_tiles + ahead * 8, rt.B(ahead), c_buf[ahead % (kAmxAhead + 1)]);
     }
@@ -224,7 +255,7 @@ void AmxTokens(const MatmulArgs& a, const AmxRowTile& rt, const Line* a_tiles, c
 // the tile this thread multiplies after it, fetched during the first group
 // (null: none).
 template <typename U>
-void AmxTileTokens(const MatmulArgs& a, const AmxTokenTiles& x, const AmxRowTile& rt, int64_t n_tokens, int64_t r0,
+void AmxTileTokens(const MatmulArgs& a, const AmxTokenTiles& x, AmxRowTile& rt, int64_t n_tokens, int64_t r0,
                    int lo, int hi, const uint8_t* next) {
   const int64_t n_blocks = a.n_in / kQK;
   for (int64_t t = 0; t < n_tokens; t += kAmxTokens) {
@@ -258,7 +289,7 @@ void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, i
   for (int64_t r0 = row_begin / kTileRows * kTileRows; r0 < row_end; r0 += kTileRows) {
     const int lo = static_cast<int>(std::max<int64_t>(row_begin - r0, 0));
     const int hi = static_cast<int>(std::min<int64_t>(row_end - r0, kTileRows));
-    PrepareAmxRowTile<U>(PackedTile<U>(a, r0 / kTileRows), a.n_in, rt);
+    PrepareAmxRowTile<U>(PackedTile<U>(a, r0 / kTileRows), a.n_in, n_tokens, rt);
     // The next tile in memory: a prefetch past the matrix is harmless.
     AmxTileTokens<U>(a, x, rt, n_tokens, r0, lo, hi, PackedTile<U>(a, r0 / kTileRows + 1));
   }
@@ -280,7 +311,7 @@ void MatmulPackedAmxClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_row
       if (i + 1 == cur.end) next = claims.Next();
       const int64_t after = i + 1 < cur.end ? i + 1 : next.begin;
       const int64_t r0 = i * kTileRows;
-      PrepareAmxRowTile<U>(PackedTile<U>(a, i), a.n_in, rt);
+      PrepareAmxRowTile<U>(PackedTile<U>(a, i), a.n_in, n_tokens, rt);
       AmxTileTokens<U>(a, x, rt, n_tokens, r0, 0, static_cast<int>(std::min<int64_t>(n_rows - r0, kTileRows)),
                        i + 1 < cur.end || !next.empty() ? PackedTile<U>(a, after) : nullptr);
     }
