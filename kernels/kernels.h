@@ -80,10 +80,13 @@ struct CpuKernels {
   // each calls it with the same claims, over the matrix's 16-row tiles, and
   // takes tiles from them until none are left. The activations are prepared
   // once per thread, not per chunk, and a thread prefetches its next chunk's
-  // first tile. Results bit for bit as matmul_packed's.
+  // first tile. Results bit for bit as matmul_packed's. same_x: x holds
+  // the same activations as this thread's previous call here (another
+  // weight of one input, as q, k and v are), so what that call prepared
+  // from them may serve again.
   void (*matmul_packed_claimed)(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in,
                                 const void* x, int64_t x_stride, int64_t n_tokens, int64_t n_rows,
-                                WorkClaims& claims);
+                                WorkClaims& claims, bool same_x);
 
   // ---- Float ops.
   // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be null: no weight).

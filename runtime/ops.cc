@@ -132,8 +132,10 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
     ctx.pool().Run([&](int) {
       size_t c = 0;
       for (const MatMulTarget& t : targets) {
+        // After the first target, the same activations: prepared once.
         k.matmul_packed_claimed(t.out->mutable_data<float>(), t.w->dim(0), t.w->packed(), t.w->dtype(), n_in, xq,
-                                xq_stride, n_tokens, t.w->dim(0), *claims[c++]);
+                                xq_stride, n_tokens, t.w->dim(0), *claims[c], c > 0);
+        ++c;
       }
     });
     return;

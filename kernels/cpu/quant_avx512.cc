@@ -399,13 +399,13 @@ void MatmulPackedFor(float* out, int64_t ldo, const void* packed, DType wtype, i
 // matmul_packed_claimed, the same two ways.
 template <bool kAmx>
 void MatmulPackedClaimedFor(float* out, int64_t ldo, const void* packed, DType wtype, int64_t n_in, const void* x,
-                            int64_t x_stride, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
+                            int64_t x_stride, int64_t n_tokens, int64_t n_rows, WorkClaims& claims, bool same_x) {
   WithPackedArgs("matmul_packed_claimed", out, ldo, packed, wtype, n_in, x, x_stride,
                  [&](const MatmulArgs& a, auto u) {
                    if constexpr (kAmx) {
-                     MatmulPackedAmxClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+                     MatmulPackedAmxClaimed<decltype(u)>(a, n_tokens, n_rows, claims, same_x);
                    } else {
-                     MatmulPackedClaimed<decltype(u)>(a, n_tokens, n_rows, claims);
+                     MatmulPackedClaimed<decltype(u)>(a, n_tokens, n_rows, claims, same_x);
                    }
                  });
 }

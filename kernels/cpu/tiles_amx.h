@@ -299,12 +299,14 @@ void MatmulPackedAmx(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, i
 // its next chunk as it starts the last tile of the current one, so that
 // chunk's first tile is fetched while this one multiplies.
 template <typename U>
-void MatmulPackedAmxClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
-  if (n_tokens < kAmxMinTokens) return MatmulPackedClaimed<U>(a, n_tokens, n_rows, claims);
+void MatmulPackedAmxClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims,
+                            bool same_x) {
+  if (n_tokens < kAmxMinTokens) return MatmulPackedClaimed<U>(a, n_tokens, n_rows, claims, same_x);
   ConfigureAmxTiles();
   thread_local AmxTokenTiles x;
+  thread_local PreparedFrom from;
   thread_local AmxRowTile rt;
-  PrepareAmxTokens<U>(a, n_tokens, x);
+  if (from.Stale(a, n_tokens, same_x)) PrepareAmxTokens<U>(a, n_tokens, x);
   for (WorkClaims::Range cur = claims.Next(), next; !cur.empty(); cur = next) {
     next = {};
     for (int64_t i = cur.begin; i < cur.end; ++i) {

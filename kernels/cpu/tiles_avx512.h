@@ -508,11 +508,29 @@ void MatmulPacked(const MatmulArgs& a, int64_t n_tokens, int64_t row_begin, int6
   PackedRows<U>(a, x, n_tokens, row_begin, row_end);
 }
 
+// What a thread's prepared activations were made from. A claimed call the
+// caller marks as over the same activations keeps them when this matches
+// too (same bytes, rows and partner type: the same preparation).
+struct PreparedFrom {
+  const uint8_t* x = nullptr;
+  int64_t x_stride = 0, n_in = 0, n_tokens = 0;
+  DType partner = DType::kF32;
+  // Whether x needs preparing for this call; if so, records it as prepared.
+  bool Stale(const MatmulArgs& a, int64_t rows, bool same_x) {
+    const PreparedFrom now{a.x, a.x_stride, a.n_in, rows, DotPartner(a.wtype)};
+    const bool stale = !same_x || now.x != x || now.x_stride != x_stride || now.n_in != n_in ||
+                       now.n_tokens != n_tokens || now.partner != partner;
+    *this = now;
+    return stale;
+  }
+};
+
 // All n_rows rows, this thread's share taken from claims.
 template <typename U>
-void MatmulPackedClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims) {
+void MatmulPackedClaimed(const MatmulArgs& a, int64_t n_tokens, int64_t n_rows, WorkClaims& claims, bool same_x) {
   thread_local TokenBlocks x;
-  PrepareTokenBlocks<U>(a, n_tokens, x);
+  thread_local PreparedFrom from;
+  if (from.Stale(a, n_tokens, same_x)) PrepareTokenBlocks<U>(a, n_tokens, x);
   for (WorkClaims::Range r = claims.Next(); !r.empty(); r = claims.Next()) {
     PackedRows<U>(a, x, n_tokens, r.begin * kTileRows, std::min(r.end * kTileRows, n_rows));
   }

@@ -642,7 +642,7 @@ void FillQuant(CpuKernels& t) {
   t.matmul_packed = [](float*, int64_t, const void*, DType, int64_t, const void*, int64_t, int64_t, int64_t,
                        int64_t) { ATRIUM_CHECK(false, "matmul_packed: this table packs nothing"); };
   t.matmul_packed_claimed = [](float*, int64_t, const void*, DType, int64_t, const void*, int64_t, int64_t, int64_t,
-                               WorkClaims&) { ATRIUM_CHECK(false, "matmul_packed_claimed: this table packs nothing"); };
+                               WorkClaims&, bool) { ATRIUM_CHECK(false, "matmul_packed_claimed: this table packs nothing"); };
 }
 
 }  // namespace atrium::kernels::ref

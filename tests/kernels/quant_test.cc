@@ -347,11 +347,40 @@ TEST(QuantTest, PackedMatmulEqualsUnpackedBitForBit) {
             for (int i = 0; i < n_threads; ++i) {
               threads.emplace_back([&] {
                 t->matmul_packed_claimed(got.data(), kRows, packed.data(), wtype, n_in, x.data(), x_stride, n_tokens,
-                                         kRows, claims);
+                                         kRows, claims, /*same_x=*/false);
               });
             }
             for (std::thread& th : threads) th.join();
             ASSERT_EQ(got, want) << n_tokens << " tokens, claimed by " << n_threads << " threads";
+          }
+          // A second weight over the same activations (as k after q) keeps
+          // what the first call prepared: the second matrix's own bits. Its
+          // rows are the first's in reverse, so a result from the first
+          // weight's preparation of anything but x would differ.
+          {
+            Buffer w2(w_row * kRows, 1);
+            for (int64_t r = 0; r < kRows; ++r) std::memcpy(w2.data() + r * w_row, w.data() + (kRows - 1 - r) * w_row, w_row);
+            std::vector<uint8_t, AlignedAlloc<uint8_t>> packed2(static_cast<size_t>(bytes));
+            t->pack_rows(packed2.data(), w2.data(), wtype, kRows, n_in);
+            std::vector<float> want(kRows * n_tokens, -1.0f), first(kRows * n_tokens, -1.0f),
+                got(kRows * n_tokens, -1.0f);
+            t->matmul_rows(want.data(), kRows, w2.data(), wtype, n_in, x.data(), x_stride, n_tokens, 0, kRows);
+            WorkClaims c1((kRows + 15) / 16, 1), c2((kRows + 15) / 16, 1);
+            t->matmul_packed_claimed(first.data(), kRows, packed.data(), wtype, n_in, x.data(), x_stride, n_tokens,
+                                     kRows, c1, /*same_x=*/false);
+            t->matmul_packed_claimed(got.data(), kRows, packed2.data(), wtype, n_in, x.data(), x_stride, n_tokens,
+                                     kRows, c2, /*same_x=*/true);
+            ASSERT_EQ(got, want) << n_tokens << " tokens, second weight over the same activations";
+            // New activations in the same buffer, not marked the same: prepared again.
+            for (int64_t tk = 0; tk < n_tokens; ++tk) {
+              const Activation a = MakeActivation(wtype, n_in, rng);
+              std::memcpy(x.data() + tk * x_stride, a.q.data(), a.q.size());
+            }
+            t->matmul_rows(want.data(), kRows, w2.data(), wtype, n_in, x.data(), x_stride, n_tokens, 0, kRows);
+            WorkClaims c3((kRows + 15) / 16, 1);
+            t->matmul_packed_claimed(got.data(), kRows, packed2.data(), wtype, n_in, x.data(), x_stride, n_tokens,
+                                     kRows, c3, /*same_x=*/false);
+            ASSERT_EQ(got, want) << n_tokens << " tokens, new activations in the same buffer";
           }
         }
       }
