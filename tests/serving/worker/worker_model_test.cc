@@ -5,8 +5,6 @@
 // what to fix, and the worker keeps serving.
 #include <gtest/gtest.h>
 
-#include <signal.h>
-
 #include <future>
 #include <thread>
 
