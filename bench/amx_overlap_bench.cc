@@ -33,31 +33,23 @@ namespace {
 
 enum Work : int { kTile = 1, kTileLoads = 2, kTileStore = 4, kFma = 8, kScalar = 16 };
 
-struct alignas(64) Palette {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 alignas(64) int8_t g_a[16 * 32];
 alignas(64) int8_t g_b[8 * 64];
 alignas(64) int32_t g_c[2][16 * 16];
 
 bool ConfigureTiles() {
   if (atrium::kernels::CpuFor(atrium::kernels::Isa::kAmx) == nullptr) return false;  // also asks the OS
-  Palette p;
-  for (int set : {0, 3}) {
-    p.rows[set] = 16;
-    p.colsb[set] = 64;
-    p.rows[set + 1] = 16;
-    p.colsb[set + 1] = 32;
-    p.rows[set + 2] = 8;
-    p.colsb[set + 2] = 64;
+  // The 64-byte tile configuration (palette 1): bytes per row of tile i at
+  // 16 + 2i, rows at 48 + i. Tiles 0-2 and 3-5: C 16 x 64 B, A 16 x 32 B,
+  // B 8 x 64 B, as kernels/cpu/tiles_amx.h configures them.
+  alignas(64) uint8_t config[64] = {1};
+  const int shape[3][2] = {{16, 64}, {16, 32}, {8, 64}};  // rows, bytes per row
+  for (int tile = 0; tile < 6; ++tile) {
+    config[16 + 2 * tile] = static_cast<uint8_t>(shape[tile % 3][1]);
+    config[48 + tile] = static_cast<uint8_t>(shape[tile % 3][0]);
   }
-  asm volatile("" : : "r"(&p) : "memory");
-  _tile_loadconfig(&p);
+  asm volatile("" : : "r"(config) : "memory");
+  _tile_loadconfig(config);
   std::memset(g_a, 1, sizeof(g_a));
   std::memset(g_b, 1, sizeof(g_b));
   _tile_loadd(1, g_a, 32);
