@@ -458,13 +458,20 @@ TEST(QuantTest, ActivationQuantizersAgreeOnEdgeCases) {
       x[17] = 127.0f;
       x[200] = -127.0f;
     }
+    // 512: one group of the 16-block path; 576: a group and two blocks
+    // after it (a SmolLM2 row); 1,056: two groups and a block.
+    x.resize(1056);
+    for (size_t i = 512; i < x.size(); ++i) x[i] = x[i - 512] * (trial % 4 == 0 ? -1.0f : 0.25f);
     for (DType type : {DType::kQ8_0, DType::kQ8_1, DType::kQ8_K}) {
-      std::vector<uint8_t> ref(RowBytes(type, 512));
-      Scalar().quantize_row(type, ref.data(), x.data(), 512);
-      for (const CpuKernels* t : Tables()) {
-        std::vector<uint8_t> got(ref.size());
-        t->quantize_row(type, got.data(), x.data(), 512);
-        ASSERT_EQ(Hex(got.data(), got.size()), Hex(ref.data(), ref.size())) << t->name << " " << Name(type);
+      for (int64_t n : {512, 576, 1056}) {
+        if (n % Info(type).block_size != 0) continue;
+        std::vector<uint8_t> ref(RowBytes(type, n));
+        Scalar().quantize_row(type, ref.data(), x.data(), n);
+        for (const CpuKernels* t : Tables()) {
+          std::vector<uint8_t> got(ref.size());
+          t->quantize_row(type, got.data(), x.data(), n);
+          ASSERT_EQ(Hex(got.data(), got.size()), Hex(ref.data(), ref.size())) << t->name << " " << Name(type) << " n=" << n;
+        }
       }
     }
   }
