@@ -120,8 +120,8 @@ void MatMulShared(Context& ctx, const Tensor& x, std::initializer_list<MatMulTar
   }
   // Several tokens over packed weights: every thread takes 16-row tiles of
   // each target in turn as it comes free (WorkClaims), preparing the
-  // activations once per target; a thread done with one target goes on to
-  // the next without waiting.
+  // activations once for all targets; a thread done with one target goes
+  // on to the next without waiting.
   bool all_packed = true;
   for (const MatMulTarget& t : targets) all_packed = all_packed && t.w->packed() != nullptr;
   if (n_tokens > 1 && all_packed && targets.size() <= kMaxClaimedTargets) {

@@ -426,20 +426,23 @@ void QuantizeRow(DType type, void* dst, const float* x, int64_t n) {
   const auto block = [](auto sum, const float* xb, void* d, void* s_out, int8_t* qs) {
     QuantQ8Block<decltype(sum)::value>(xb, d, s_out, qs);
   };
-  // Whole groups of 16 blocks sixteen at a time, the rest one by one.
-  int64_t done = 0;
+  // Whole groups of 16 blocks sixteen at a time; QuantizeQ8Rows takes the
+  // blocks after them.
   if (n % kQK == 0 && (type == DType::kQ8_0 || type == DType::kQ8_1)) {
-    for (; done + 16 * kQK <= n; done += 16 * kQK) {
+    const int64_t groups = n / (16 * kQK);
+    for (int64_t g = 0; g < groups; ++g) {
       if (type == DType::kQ8_0) {
-        QuantQ8x16<false>(x + done, reinterpret_cast<BlockQ8_0*>(dst) + done / kQK);
+        QuantQ8x16<false>(x + g * 16 * kQK, static_cast<BlockQ8_0*>(dst) + g * 16);
       } else {
-        QuantQ8x16<true>(x + done, reinterpret_cast<BlockQ8_1*>(dst) + done / kQK);
+        QuantQ8x16<true>(x + g * 16 * kQK, static_cast<BlockQ8_1*>(dst) + g * 16);
       }
     }
-    if (done == n) return;
+    const size_t block_bytes = type == DType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_1);
+    dst = static_cast<uint8_t*>(dst) + static_cast<size_t>(groups * 16) * block_bytes;
+    x += groups * 16 * kQK;
+    n -= groups * 16 * kQK;
   }
-  void* rest = static_cast<uint8_t*>(dst) + (done / kQK) * (type == DType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_1));
-  if (!QuantizeQ8Rows(type, rest, x + done, n - done, block)) g_fallback_quantize(type, dst, x, n);
+  if (!QuantizeQ8Rows(type, dst, x, n, block)) g_fallback_quantize(type, dst, x, n);
 }
 
 #include "kernels/cpu/tiles_amx.h"
