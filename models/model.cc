@@ -285,6 +285,15 @@ std::unique_ptr<KvCache> Model::NewKvCache(int64_t capacity) const {
 }
 
 StatusOr<std::unique_ptr<KvPool>> Model::NewKvPool(int32_t block_tokens, int64_t budget_bytes, DType dtype) const {
+  // Attention reads a kv head's slice of a row: a quantized cache's blocks must not straddle heads.
+  const int64_t block = Info(dtype).block_size;
+  if (config_.head_dim % block != 0 || config_.head_dim_v % block != 0) {
+    return InvalidArgument(StrFormat("a %s KV cache needs heads in blocks of %lld; this model's heads are %lld "
+                                     "(keys) and %lld (values) long: use --kv-type f16",
+                                     std::string(DTypeName(dtype)).c_str(), static_cast<long long>(block),
+                                     static_cast<long long>(config_.head_dim),
+                                     static_cast<long long>(config_.head_dim_v)));
+  }
   return KvPool::Create(config_.n_layers, config_.k_dim(), config_.v_dim(), block_tokens, budget_bytes, dtype);
 }
 

@@ -20,13 +20,13 @@ size_t AlignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 }  // namespace
 
 int64_t KvPool::BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens, DType dtype) {
-  return n_layers * block_tokens * (k_dim + v_dim) * (dtype == DType::kF16 ? 2 : 4);
+  return n_layers * block_tokens * (RowBytes(dtype, k_dim) + RowBytes(dtype, v_dim));
 }
 
 StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim, int64_t v_dim,
                                                  int32_t block_tokens, int64_t budget_bytes, DType dtype) {
-  if (dtype != DType::kF32 && dtype != DType::kF16) {
-    return InvalidArgument(StrFormat("kv pool: keys and values are f32 or f16, not %s",
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kQ8_0) {
+    return InvalidArgument(StrFormat("kv pool: keys and values are f32, f16 or q8_0, not %s",
                                      std::string(DTypeName(dtype)).c_str()));
   }
   if (n_layers <= 0 || k_dim <= 0 || v_dim <= 0 || block_tokens <= 0) {
@@ -35,8 +35,14 @@ StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim
                                      static_cast<long long>(n_layers), static_cast<long long>(k_dim),
                                      static_cast<long long>(v_dim), block_tokens));
   }
+  const int64_t quant_block = Info(dtype).block_size;
+  if (k_dim % quant_block != 0 || v_dim % quant_block != 0) {
+    return InvalidArgument(StrFormat("kv pool: a %s cache needs key and value rows in blocks of %lld, got %lld "
+                                     "and %lld; use an f16 cache",
+                                     std::string(DTypeName(dtype)).c_str(), static_cast<long long>(quant_block),
+                                     static_cast<long long>(k_dim), static_cast<long long>(v_dim)));
+  }
   const int64_t per_block = BytesPerBlock(n_layers, k_dim, v_dim, block_tokens, dtype);
-  const size_t elem = dtype == DType::kF16 ? 2 : 4;
   const int64_t n_blocks = std::min<int64_t>(budget_bytes / per_block, INT32_MAX);
   if (n_blocks < 1) {
     return InvalidArgument(StrFormat("kv pool: a budget of %lld bytes holds no block of %d tokens "
@@ -48,8 +54,8 @@ StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim
       new KvPool(n_layers, k_dim, v_dim, block_tokens, static_cast<int32_t>(n_blocks), dtype));
 
   const size_t rows = static_cast<size_t>(n_blocks) * block_tokens;
-  const size_t k_bytes = AlignUp(rows * k_dim * elem, kRegionAlign);
-  const size_t v_bytes = AlignUp(rows * v_dim * elem, kRegionAlign);
+  const size_t k_bytes = AlignUp(rows * static_cast<size_t>(RowBytes(dtype, k_dim)), kRegionAlign);
+  const size_t v_bytes = AlignUp(rows * static_cast<size_t>(RowBytes(dtype, v_dim)), kRegionAlign);
   const size_t total = (k_bytes + v_bytes) * n_layers;
   // MAP_NORESERVE: the budget is a ceiling, not a commitment; pages are
   // charged as blocks are first written.
@@ -98,7 +104,6 @@ KvPool::KvPool(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tok
       block_tokens_(block_tokens),
       n_blocks_(n_blocks),
       dtype_(dtype),
-      elem_bytes_(dtype == DType::kF16 ? 2 : 4),
       refcount_(n_blocks, 0) {
   free_.reserve(n_blocks);
   // Pushed in reverse so block 0 is handed out first (easier to read in tests and dumps).
@@ -159,8 +164,8 @@ void KvPool::CopyBlock(int32_t dst, int32_t src) {
   CheckBlock(dst);
   CheckBlock(src);
   if (dst == src) return;
-  const size_t k_bytes = static_cast<size_t>(block_tokens_ * k_dim_ * elem_bytes_);
-  const size_t v_bytes = static_cast<size_t>(block_tokens_ * v_dim_ * elem_bytes_);
+  const size_t k_bytes = static_cast<size_t>(block_tokens_ * RowBytes(dtype_, k_dim_));
+  const size_t v_bytes = static_cast<size_t>(block_tokens_ * RowBytes(dtype_, v_dim_));
   for (int64_t l = 0; l < n_layers_; ++l) {
     std::memcpy(k_[l] + dst * k_bytes, k_[l] + src * k_bytes, k_bytes);
     std::memcpy(v_[l] + dst * v_bytes, v_[l] + src * v_bytes, v_bytes);

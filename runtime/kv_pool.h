@@ -5,10 +5,12 @@
 // sequence ever sees another's keys and values.
 //
 // Layout: per layer one contiguous array K [n_blocks, block_tokens, k_dim]
-// and V [n_blocks, block_tokens, v_dim] of f32, or of f16 (half the memory and
-// half the attention's reads, llama.cpp's default), so position t of a sequence lives at
-// slot table.blocks[t / block_tokens] * block_tokens + t % block_tokens, and
-// its key at k(layer) + slot * k_dim. Memory is reserved up front (anonymous
+// and V [n_blocks, block_tokens, v_dim] of f32, of f16 (half the memory and
+// half the attention's reads, llama.cpp's default), or of q8_0 (rows of
+// 32-element blocks, 34 bytes each: about half of f16 again, llama.cpp's
+// --cache-type-k/v q8_0). Position t of a sequence lives at slot
+// table.blocks[t / block_tokens] * block_tokens + t % block_tokens, and its
+// key at k_data(layer) + slot * RowBytes(dtype, k_dim). Memory is reserved up front (anonymous
 // mmap); its pages are committed by Commit(), or else as blocks first fill.
 //
 // Not thread-safe: the engine's step loop is the only user.
@@ -16,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/dtype.h"
@@ -37,11 +40,11 @@ class KvPool {
   // n_blocks = budget_bytes / bytes_per_block(); INVALID_ARGUMENT for a bad
   // shape or a budget below one block, RESOURCE_EXHAUSTED if the address
   // space cannot be reserved.
-  // dtype: kF32 or kF16.
+  // dtype: kF32, kF16 or kQ8_0 (k_dim and v_dim multiples of 32).
   static StatusOr<std::unique_ptr<KvPool>> Create(int64_t n_layers, int64_t k_dim, int64_t v_dim,
                                                   int32_t block_tokens, int64_t budget_bytes,
                                                   DType dtype = DType::kF32);
-  // Bytes of one block over all layers, K and V: n_layers * block_tokens * (k_dim + v_dim) * element size.
+  // Bytes of one block over all layers, K and V: n_layers * block_tokens * (bytes of a k_dim row + of a v_dim row).
   static int64_t BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens,
                                DType dtype = DType::kF32);
   // Blocks that hold n_tokens positions.
@@ -110,7 +113,7 @@ class KvPool {
  private:
   KvPool(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens, int32_t n_blocks, DType dtype);
   float* F32(void* p) const {
-    ATRIUM_CHECK(dtype_ == DType::kF32, "kv pool: float access to an f16 pool");
+    ATRIUM_CHECK(dtype_ == DType::kF32, "kv pool: float access to a %s pool", std::string(DTypeName(dtype_)).c_str());
     return static_cast<float*>(p);
   }
   void CheckBlock(int32_t block) const;
@@ -119,7 +122,6 @@ class KvPool {
   int32_t block_tokens_;
   int32_t n_blocks_;
   DType dtype_;
-  int64_t elem_bytes_;
   void* base_ = nullptr;  // one anonymous mapping holding every layer's K and V
   size_t mapped_bytes_ = 0;
   std::vector<char*> k_, v_;

@@ -215,8 +215,11 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
   CheckF32(out, "attention out");
   CheckF32(q, "attention q");
   ATRIUM_CHECK(q.cols() == s.n_heads * s.head_dim && out.cols() == q.cols() && out.rows() == q.rows() &&
-                   s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv.stride >= s.n_kv_heads * s.head_dim,
-               "attention shapes: q %s, out %s", q.ShapeString().c_str(), out.ShapeString().c_str());
+                   s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv.stride >= s.n_kv_heads * s.head_dim &&
+                   s.head_dim % Info(kv.dtype).block_size == 0,
+               "attention shapes: q %s, out %s, a %s cache of head_dim %lld", q.ShapeString().c_str(),
+               out.ShapeString().c_str(), std::string(DTypeName(kv.dtype)).c_str(),
+               static_cast<long long>(s.head_dim));
   for (int64_t i = 0; i < n_seqs; ++i) {
     const AttentionSeq& a = seqs[i];
     ATRIUM_CHECK(a.row0 >= 0 && a.n_tokens >= 0 && a.row0 + a.n_tokens <= q.rows() && a.q_pos0 + a.n_tokens <= a.n_kv &&
@@ -290,17 +293,22 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
 
 void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
                    const int64_t* rows, const Region& r) {
-  ATRIUM_CHECK(r.col0 + r.n_cols <= dst_stride && (dst_type == DType::kF32 || dst_type == DType::kF16),
-               "scatter region: columns [%lld, +%lld) into a stride of %lld", static_cast<long long>(r.col0),
-               static_cast<long long>(r.n_cols), static_cast<long long>(dst_stride));
+  const int64_t block = Info(dst_type).block_size;
+  ATRIUM_CHECK(r.col0 + r.n_cols <= dst_stride && r.col0 % block == 0 && r.n_cols % block == 0 &&
+                   dst_stride % block == 0 &&
+                   (dst_type == DType::kF32 || dst_type == DType::kF16 || dst_type == DType::kQ8_0),
+               "scatter region: columns [%lld, +%lld) into a %s stride of %lld", static_cast<long long>(r.col0),
+               static_cast<long long>(r.n_cols), std::string(DTypeName(dst_type)).c_str(),
+               static_cast<long long>(dst_stride));
   const kernels::CpuKernels& k = CpuOrDie(ctx);
+  const int64_t row_bytes = RowBytes(dst_type, dst_stride), col_bytes = RowBytes(dst_type, r.col0);
   for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
     const float* from = src.data<float>() + i * src.cols() + r.col0;
-    const int64_t at = rows[i] * dst_stride + r.col0;
+    uint8_t* at = static_cast<uint8_t*>(dst) + rows[i] * row_bytes + col_bytes;
     if (dst_type == DType::kF32) {
-      std::copy_n(from, r.n_cols, static_cast<float*>(dst) + at);
+      std::copy_n(from, r.n_cols, reinterpret_cast<float*>(at));
     } else {
-      k.quantize_row(DType::kF16, static_cast<uint16_t*>(dst) + at, from, r.n_cols);
+      k.quantize_row(dst_type, at, from, r.n_cols);
     }
   }
 }

@@ -70,7 +70,8 @@ struct AttentionShape {
   int64_t window = 0;    // 0 = full causal attention
 };
 // One layer's keys and values: rows of n_kv_heads * head_dim elements of
-// dtype (f32 or f16), stride elements apart. A sequence's key j is row j of
+// dtype (f32, f16, or q8_0 when head_dim is a multiple of 32), stride
+// elements apart. A sequence's key j is row j of
 // a contiguous cache (blocks null), or row
 // blocks[j / block_tokens] * block_tokens + j % block_tokens of a paged one.
 struct KvRows {
@@ -125,7 +126,8 @@ void ScaleRegion(Context& ctx, Tensor& x, float s, const Region& r);
 void RopeRegion(Context& ctx, Tensor& x, int64_t head_dim, const int32_t* pos, int64_t rot_dim, float freq_base,
                 float freq_scale, RopeLayout layout, const Region& r);
 // Row i of src's region to row rows[i] of dst, the same columns (dst rows
-// dst_stride elements of dst_type apart, f32 or f16).
+// dst_stride elements of dst_type apart: f32, f16, or q8_0 with the columns
+// and the stride in whole blocks of 32).
 void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
                    const int64_t* rows, const Region& r);
 // out = act(gate) * up, all three shaped alike; out may alias gate.

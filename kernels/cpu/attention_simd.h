@@ -16,23 +16,50 @@
 #include <utility>
 
 #include "kernels/cpu/float_simd.h"
+#include "kernels/quant_blocks.h"
+#include "runtime/status.h"
 
 namespace atrium::kernels {
 namespace {
 
-// Loads of f32, or of f16 (a KV cache) converted to f32.
+// The elements a KV cache holds: f32, f16 (uint16_t) or q8_0 blocks
+// (BlockQ8_0, 32 elements each). A row is a pointer to its first E;
+// pointers move in E units, so element offsets into a row (a kv head's
+// slice, a row stride) are whole units: multiples of 32 for q8_0.
+template <typename E>
+constexpr int64_t kPerUnit = 1;
+template <>
+constexpr int64_t kPerUnit<BlockQ8_0> = kQK;
+template <typename E>
+inline const E* Elems(const E* row, int64_t n) { return row + n / kPerUnit<E>; }
+
+// Elements [d, d + lanes) of a row, as f32 (d a multiple of the lanes).
 template <class V>
-inline typename V::T LoadE(const float* p) { return V::Load(p); }
+inline typename V::T LoadE(const float* row, int64_t d) { return V::Load(row + d); }
 template <class V>
-inline typename V::T LoadE(const uint16_t* p) { return V::LoadHalf(p); }
+inline typename V::T LoadE(const uint16_t* row, int64_t d) { return V::LoadHalf(row + d); }
 template <class V>
-inline typename V::T LoadTailE(const float* p, typename V::M m) { return V::LoadTail(p, m); }
+inline typename V::T LoadE(const BlockQ8_0* row, int64_t d) {
+  const BlockQ8_0& b = row[d / kQK];
+  return V::LoadQ8(b.qs + d % kQK, _cvtsh_ss(b.d));
+}
 template <class V>
-inline typename V::T LoadTailE(const uint16_t* p, typename V::M m) { return V::LoadHalfTail(p, m); }
+inline typename V::T LoadTailE(const float* row, int64_t d, typename V::M m) { return V::LoadTail(row + d, m); }
+template <class V>
+inline typename V::T LoadTailE(const uint16_t* row, int64_t d, typename V::M m) {
+  return V::LoadHalfTail(row + d, m);
+}
+// A q8_0 cache's heads are whole blocks, which the lanes divide: AttentionT
+// checks, so no q8_0 row has a tail.
+template <class V>
+inline typename V::T LoadTailE(const BlockQ8_0*, int64_t d, typename V::M) {
+  ATRIUM_CHECK(false, "attention: a q8_0 row read from element %lld, past its last whole vector",
+               static_cast<long long>(d));
+  return V::Zero();
+}
 
 // s[j] = scale * dot(q, k + j * kv_stride) for j in [0, n); dim elements
-// each. E (the cache's element) is float or uint16_t (f16): LoadE
-// converts either to f32.
+// each, kv_stride E units apart. LoadE converts the cache's elements to f32.
 template <class V, typename E>
 inline void AttentionScores(float* s, const float* q, const E* k, int64_t kv_stride,
                             int64_t n, int64_t dim, float scale) {
@@ -47,18 +74,18 @@ inline void AttentionScores(float* s, const float* q, const E* k, int64_t kv_str
     const E* k3 = k2 + kv_stride;
     auto a0 = V::Zero(), a1 = V::Zero(), a2 = V::Zero(), a3 = V::Zero();
     for (int64_t d = 0; d < full; d += L) {
-      const auto qv = LoadE<V>(q + d);
-      a0 = V::Fma(qv, LoadE<V>(k0 + d), a0);
-      a1 = V::Fma(qv, LoadE<V>(k1 + d), a1);
-      a2 = V::Fma(qv, LoadE<V>(k2 + d), a2);
-      a3 = V::Fma(qv, LoadE<V>(k3 + d), a3);
+      const auto qv = V::Load(q + d);
+      a0 = V::Fma(qv, LoadE<V>(k0, d), a0);
+      a1 = V::Fma(qv, LoadE<V>(k1, d), a1);
+      a2 = V::Fma(qv, LoadE<V>(k2, d), a2);
+      a3 = V::Fma(qv, LoadE<V>(k3, d), a3);
     }
     if (full < dim) {
-      const auto qv = LoadTailE<V>(q + full, tail);
-      a0 = V::Fma(qv, LoadTailE<V>(k0 + full, tail), a0);
-      a1 = V::Fma(qv, LoadTailE<V>(k1 + full, tail), a1);
-      a2 = V::Fma(qv, LoadTailE<V>(k2 + full, tail), a2);
-      a3 = V::Fma(qv, LoadTailE<V>(k3 + full, tail), a3);
+      const auto qv = V::LoadTail(q + full, tail);
+      a0 = V::Fma(qv, LoadTailE<V>(k0, full, tail), a0);
+      a1 = V::Fma(qv, LoadTailE<V>(k1, full, tail), a1);
+      a2 = V::Fma(qv, LoadTailE<V>(k2, full, tail), a2);
+      a3 = V::Fma(qv, LoadTailE<V>(k3, full, tail), a3);
     }
     float r[4];
     V::Reduce4(a0, a1, a2, a3, r);
@@ -67,27 +94,27 @@ inline void AttentionScores(float* s, const float* q, const E* k, int64_t kv_str
   for (; j < n; ++j) {
     const E* kj = k + j * kv_stride;
     auto a = V::Zero();
-    for (int64_t d = 0; d < full; d += L) a = V::Fma(LoadE<V>(q + d), LoadE<V>(kj + d), a);
-    if (full < dim) a = V::Fma(LoadTailE<V>(q + full, tail), LoadTailE<V>(kj + full, tail), a);
+    for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(q + d), LoadE<V>(kj, d), a);
+    if (full < dim) a = V::Fma(V::LoadTail(q + full, tail), LoadTailE<V>(kj, full, tail), a);
     s[j] = scale * V::ReduceAdd(a);
   }
 }
 
-// acc[0 .. NV*L) = corr * acc + sum_j p[j] * v[j * kv_stride + 0 .. NV*L),
-// accumulated in NV registers.
+// acc[0 .. NV*L) = corr * acc + sum_j p[j] * (row j of v)[c .. c + NV*L),
+// rows kv_stride E units apart, accumulated in NV registers.
 template <class V, int NV, typename E>
-inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const E* v,
+inline void AccumulateRowsBlock(float* acc, float corr, const float* p, const E* v, int64_t c,
                                 int64_t kv_stride, int64_t n) {
   constexpr int64_t L = V::kLanes;
   const auto cv = V::Set1(corr);
   typename V::T a[NV];
 #pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) a[i] = V::Mul(LoadE<V>(acc + i * L), cv);
+  for (int i = 0; i < NV; ++i) a[i] = V::Mul(V::Load(acc + i * L), cv);
   for (int64_t j = 0; j < n; ++j) {
     const auto w = V::Set1(p[j]);
     const E* row = v + j * kv_stride;
 #pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) a[i] = V::Fma(w, LoadE<V>(row + i * L), a[i]);
+    for (int i = 0; i < NV; ++i) a[i] = V::Fma(w, LoadE<V>(row, c + i * L), a[i]);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NV; ++i) V::Store(acc + i * L, a[i]);
@@ -100,31 +127,31 @@ inline void AccumulateRows(float* acc, float corr, const float* p, const E* v,
                            int64_t kv_stride, int64_t n, int64_t dim) {
   constexpr int64_t L = V::kLanes;
   int64_t c = 0;
-  for (; dim - c >= 8 * L; c += 8 * L) AccumulateRowsBlock<V, 8>(acc + c, corr, p, v + c, kv_stride, n);
+  for (; dim - c >= 8 * L; c += 8 * L) AccumulateRowsBlock<V, 8>(acc + c, corr, p, v, c, kv_stride, n);
   if (dim - c >= 4 * L) {
-    AccumulateRowsBlock<V, 4>(acc + c, corr, p, v + c, kv_stride, n);
+    AccumulateRowsBlock<V, 4>(acc + c, corr, p, v, c, kv_stride, n);
     c += 4 * L;
   }
   if (dim - c >= 2 * L) {
-    AccumulateRowsBlock<V, 2>(acc + c, corr, p, v + c, kv_stride, n);
+    AccumulateRowsBlock<V, 2>(acc + c, corr, p, v, c, kv_stride, n);
     c += 2 * L;
   }
   if (dim - c >= L) {
-    AccumulateRowsBlock<V, 1>(acc + c, corr, p, v + c, kv_stride, n);
+    AccumulateRowsBlock<V, 1>(acc + c, corr, p, v, c, kv_stride, n);
     c += L;
   }
   if (c < dim) {
     const auto m = V::TailMask(dim - c);
-    auto a = V::Mul(LoadTailE<V>(acc + c, m), V::Set1(corr));
+    auto a = V::Mul(V::LoadTail(acc + c, m), V::Set1(corr));
     for (int64_t j = 0; j < n; ++j) {
-      a = V::Fma(V::Set1(p[j]), LoadTailE<V>(v + j * kv_stride + c, m), a);
+      a = V::Fma(V::Set1(p[j]), LoadTailE<V>(v + j * kv_stride, c, m), a);
     }
     V::StoreTail(acc + c, m, a);
   }
 }
 
 // Where the keys and values of one kv head live: key j is row Row(j) of k
-// and v, rows stride floats apart. A contiguous cache has no blocks; a paged
+// and v, rows stride E units apart. A contiguous cache has no blocks; a paged
 // one keeps block_tokens consecutive rows per block.
 template <typename E>
 struct KeyRows {
@@ -186,7 +213,7 @@ inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* k
       for (int i = 0; i < 4; ++i) a[h][i] = V::Zero();
     for (int64_t d = 0; d < full; d += L) {
       typename V::T k[4];
-      for (int i = 0; i < 4; ++i) k[i] = LoadE<V>(krow[j + i] + d);
+      for (int i = 0; i < 4; ++i) k[i] = LoadE<V>(krow[j + i], d);
       for (int h = 0; h < HN; ++h) {
         const auto qv = V::Load(q + h * head_dim + d);
         for (int i = 0; i < 4; ++i) a[h][i] = V::Fma(qv, k[i], a[h][i]);
@@ -194,7 +221,7 @@ inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* k
     }
     if (full < head_dim) {
       typename V::T k[4];
-      for (int i = 0; i < 4; ++i) k[i] = LoadTailE<V>(krow[j + i] + full, tail);
+      for (int i = 0; i < 4; ++i) k[i] = LoadTailE<V>(krow[j + i], full, tail);
       for (int h = 0; h < HN; ++h) {
         const auto qv = V::LoadTail(q + h * head_dim + full, tail);
         for (int i = 0; i < 4; ++i) a[h][i] = V::Fma(qv, k[i], a[h][i]);
@@ -211,8 +238,8 @@ inline void GroupScores(float (*p)[kMaxBlock], const float* q, const E* const* k
     for (int h = 0; h < HN; ++h) {
       const float* qh = q + h * head_dim;
       auto a = V::Zero();
-      for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(qh + d), LoadE<V>(krow[j] + d), a);
-      if (full < head_dim) a = V::Fma(V::LoadTail(qh + full, tail), LoadTailE<V>(krow[j] + full, tail), a);
+      for (int64_t d = 0; d < full; d += L) a = V::Fma(V::Load(qh + d), LoadE<V>(krow[j], d), a);
+      if (full < head_dim) a = V::Fma(V::LoadTail(qh + full, tail), LoadTailE<V>(krow[j], full, tail), a);
       p[h][j] = scale * V::ReduceAdd(a);
     }
   }
@@ -233,7 +260,7 @@ inline void GroupAccumulate(float* acc, int64_t head_dim, int64_t c, const float
   for (int64_t j = 0; j < nb; ++j) {
     ahead.Fetch(j, j + 1);
     typename V::T v[NV];
-    for (int i = 0; i < NV; ++i) v[i] = LoadE<V>(vrow[j] + c + i * L);
+    for (int i = 0; i < NV; ++i) v[i] = LoadE<V>(vrow[j], c + i * L);
     for (int h = 0; h < HN; ++h) {
       const auto w = V::Set1(p[h][j]);
       for (int i = 0; i < NV; ++i) a[h][i] = V::Fma(w, v[i], a[h][i]);
@@ -262,7 +289,7 @@ inline void GroupAccumulateAll(float* acc, int64_t head_dim, const float* corr, 
     for (int h = 0; h < HN; ++h) {
       float* ah = acc + h * head_dim + c;
       auto a = V::Mul(V::LoadTail(ah, m), V::Set1(corr[h]));
-      for (int64_t j = 0; j < nb; ++j) a = V::Fma(V::Set1(p[h][j]), LoadTailE<V>(vrow[j] + c, m), a);
+      for (int64_t j = 0; j < nb; ++j) a = V::Fma(V::Set1(p[h][j]), LoadTailE<V>(vrow[j], c, m), a);
       V::StoreTail(ah, m, a);
     }
   }
@@ -300,7 +327,7 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
     sum[i] = 0.0f;
     Map1<V>(acc + i * head_dim, acc + i * head_dim, head_dim, [](auto) { return V::Zero(); });
   }
-  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
+  const int64_t row_bytes = head_dim / kPerUnit<E> * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
     nb = end - j0 < block ? end - j0 : block;
     // Row lookups a page at a time: Row() divides by the page size, which
@@ -397,6 +424,7 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
+  const int64_t stride = kv_stride / kPerUnit<E>;  // rows, in E units
   // Visible keys of the query at position p, of n keys, are the contiguous range [begin, end).
   auto visible = [&](int64_t p, int64_t n) {
     return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
@@ -405,7 +433,7 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
   KeyRange<E> after;
   if (next != nullptr && next->n_kv > 0) {
     const auto [b, e] = visible(next->q_pos0, next->n_kv);
-    after = {{static_cast<const E*>(next->k), static_cast<const E*>(next->v), kv_stride, next->blocks, block_tokens},
+    after = {{static_cast<const E*>(next->k), static_cast<const E*>(next->v), stride, next->blocks, block_tokens},
              b, e};
   }
   const int64_t g_end = (head_end + group - 1) / group;
@@ -414,12 +442,12 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
   for (int64_t g = head_begin / group; g < g_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;
     const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
-    const KeyRows<E> kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
+    const KeyRows<E> kv{Elems(k, g * head_dim), Elems(v, g * head_dim), stride, blocks, block_tokens};
     // Read after this kv head's last token: the next kv head's first keys.
     KeyRange<E> then_g = after;
     if (g + 1 < g_end) {
       const auto [b, e] = visible(q_pos0, n_kv);
-      then_g = {{kv.k + head_dim, kv.v + head_dim, kv_stride, blocks, block_tokens}, b, e};
+      then_g = {{Elems(kv.k, head_dim), Elems(kv.v, head_dim), stride, blocks, block_tokens}, b, e};
     }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
@@ -456,6 +484,13 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
                 const AttentionNext* next) {
   if (kv_type == DType::kF16) {
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+                      kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
+                      softcap, window, head_begin, head_end, scratch, next);
+  } else if (kv_type == DType::kQ8_0) {
+    ATRIUM_CHECK(head_dim % kQK == 0 && kv_stride % kQK == 0,
+                 "attention: a q8_0 cache needs head_dim and the row stride in blocks of %d, got %lld and %lld", kQK,
+                 static_cast<long long>(head_dim), static_cast<long long>(kv_stride));
+    AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const BlockQ8_0*>(k), static_cast<const BlockQ8_0*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
                       softcap, window, head_begin, head_end, scratch, next);
   } else {

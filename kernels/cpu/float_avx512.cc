@@ -26,6 +26,11 @@ struct V {
   // f16 elements (a KV cache), converted to f32.
   static T LoadHalf(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static T LoadHalfTail(const uint16_t* p, M m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+  // 16 int8 quants times their block's scale.
+  static T LoadQ8(const int8_t* p, float d) {
+    const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(d));
+  }
   static void StoreTail(float* p, M m, T v) { _mm512_mask_storeu_ps(p, m, v); }
 
   static T Add(T a, T b) { return _mm512_add_ps(a, b); }

@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/variants.h"
 #include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
 
 namespace atrium::kernels::ref {
 namespace {
@@ -126,9 +127,16 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
                int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext*) {
   const int64_t group = n_heads / n_kv_heads;
   auto row = [&](int64_t j) { return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens; };
-  // Element i of a K or V array, as f32.
+  // Element i of a K or V array, as f32 (q8_0: block i / 32's scale times its quant).
   auto at = [&](const void* base, int64_t i) {
-    return kv_type == DType::kF16 ? F16ToF32(static_cast<const uint16_t*>(base)[i]) : static_cast<const float*>(base)[i];
+    switch (kv_type) {
+      case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(base)[i]);
+      case DType::kQ8_0: {
+        const BlockQ8_0& b = static_cast<const BlockQ8_0*>(base)[i / kQK];
+        return F16ToF32(b.d) * static_cast<float>(b.qs[i % kQK]);
+      }
+      default: return static_cast<const float*>(base)[i];
+    }
   };
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t p = q_pos0 + t;

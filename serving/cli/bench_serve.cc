@@ -179,6 +179,9 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
   EngineOptions options;
   options.kv_budget_bytes = f.kv_mib << 20;
   options.kv_commit = !f.kv_lazy;
+  StatusOr<DType> kv_type = KvTypeFromName(f.kv_type);
+  if (!kv_type.ok()) return Fail(kv_type.status());
+  options.kv_dtype = *kv_type;
   StatusOr<std::unique_ptr<Engine>> created = Engine::Create(*loaded->model, *loaded->tokenizer, options);
   if (!created.ok()) return Fail(created.status());
   Engine& engine = **created;
@@ -349,6 +352,7 @@ int RunBenchServe(const CommonFlags& common, const BenchServeFlags& f) {
       {"sampling", {{"temperature", f.temperature}, {"top_k", f.top_k}, {"top_p", f.top_p}}},
       {"kv_mib", f.kv_mib},
       {"kv_lazy", f.kv_lazy},
+      {"kv_type", f.kv_type},
       {"requests", n_requests},
       {"failed", failed},
       {"prompt_tokens", prompt_total},

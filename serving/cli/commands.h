@@ -47,6 +47,7 @@ struct BenchServeFlags {
   int64_t shared_prefix = 0;
   int64_t kv_mib = 256;
   bool kv_lazy = false;  // commit the KV pool's pages as blocks fill, not at start
+  std::string kv_type = "f16";
   uint64_t seed = 1;
   // Every request's sampling; temperature 0 (the default here) is greedy.
   // top_k and top_p default to SamplingParams' (and llama.cpp's).
@@ -62,6 +63,7 @@ struct ServeFlags {
   int metrics_port = 9464;   // 0: a free port; -1: no metrics endpoint
   std::string worker_binary;  // empty: atrium-worker next to atrium
   int64_t kv_mib = 256;
+  std::string kv_type = "f16";
   int64_t budget_mib = 4096;
   double idle_timeout = 600;   // seconds a worker may idle before it is stopped
   double drain_timeout = 30;   // seconds in-flight calls may take after SIGTERM

@@ -89,6 +89,7 @@ int RunServe(const CommonFlags& common, const ServeFlags& f) {
   o.worker_binary = f.worker_binary;
   o.worker_threads = common.threads;
   o.worker_kv_mib = f.kv_mib;
+  o.worker_kv_type = f.kv_type;
   o.worker_budget_mib = f.budget_mib;
   o.worker_idle_timeout = Millis(f.idle_timeout);
   o.max_message_bytes = f.max_message_mib << 20;

@@ -6,6 +6,14 @@
 #include "serving/engine/text_stream.h"
 
 namespace atrium {
+
+StatusOr<DType> KvTypeFromName(std::string_view name) {
+  if (name == "f16") return DType::kF16;
+  if (name == "q8_0") return DType::kQ8_0;
+  if (name == "f32") return DType::kF32;
+  return InvalidArgument(StrFormat("KV cache type '%.*s': choose f16 (the default), q8_0 or f32",
+                                   static_cast<int>(name.size()), name.data()));
+}
 namespace {
 
 using Clock = std::chrono::steady_clock;

@@ -40,13 +40,20 @@ struct EngineOptions {
   // some decode step.
   bool kv_commit = true;
   // f16 (llama.cpp's default) holds twice the tokens and halves attention's
-  // reads; f32 is exact to the single-request path (Session, atrium generate).
+  // reads; f32 is exact to the single-request path (Session, atrium generate);
+  // q8_0 (llama.cpp's --cache-type-k/v q8_0) holds 1.9x f16's tokens and
+  // reads about half its bytes, at a small cost in precision.
   DType kv_dtype = DType::kF16;
   size_t max_queue = 1024;                       // waiting requests; beyond, Submit refuses
   SchedulerConfig scheduler;
   bool prefix_cache = true;
   int64_t context = 0;  // tokens per sequence at most (0: the model's context length)
 };
+
+// The KV cache types a user may choose (--kv-type), by name: f16, q8_0, f32.
+inline constexpr const char* kKvTypeNames[] = {"f16", "q8_0", "f32"};
+// INVALID_ARGUMENT naming the choices for any other name.
+StatusOr<DType> KvTypeFromName(std::string_view name);
 
 // What one step gives a request. Spans are valid during the callback only.
 struct StreamDelta {

@@ -112,7 +112,8 @@ StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const GatewayOptio
   // in the page cache, however many workers hold a model.
   w.worker_args.insert(w.worker_args.end(), {"--packed-cache-dir", s.data.packed_dir});
   w.worker_args.insert(w.worker_args.end(),
-                       {"--threads", std::to_string(o.worker_threads), "--kv-mib", std::to_string(o.worker_kv_mib),
+                       {"--threads", std::to_string(o.worker_threads), "--kv-mib", std::to_string(o.worker_kv_mib), "--kv-type",
+                        o.worker_kv_type,
                         "--budget-mib", std::to_string(o.worker_budget_mib), "--max-message-mib",
                         std::to_string(std::max<int64_t>(1, (o.max_message_bytes + (1 << 20) - 1) >> 20))});
   w.idle_timeout = o.worker_idle_timeout;

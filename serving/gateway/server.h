@@ -22,6 +22,7 @@ struct GatewayOptions {
   std::string worker_binary;
   int worker_threads = 0;  // per worker; 0: one per core
   int64_t worker_kv_mib = 256;
+  std::string worker_kv_type = "f16";  // f16, q8_0 or f32
   int64_t worker_budget_mib = 4096;
   std::chrono::milliseconds worker_idle_timeout{std::chrono::minutes(10)};
   // A message over this is refused by gRPC with RESOURCE_EXHAUSTED before

@@ -49,6 +49,8 @@ void AddWorkerFlags(CLI::App& app, WorkerOptions& o) {
   app.add_option("-t,--threads", o.threads, "Compute threads (0: one per core)")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "Paged KV pool per resident model, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--kv-type", o.kv_type, "KV cache element type: f16, q8_0 (about half f16's memory) or f32")
+      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_option("--budget-mib", o.budget_mib, "Memory for resident models together (files + KV), MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_option("--max-queue", o.max_queue, "Waiting requests per model before RESOURCE_EXHAUSTED")
@@ -91,6 +93,9 @@ int RunWorker(const WorkerOptions& o) {
   ModelPoolOptions pool_options;
   pool_options.budget_bytes = o.budget_mib << 20;
   pool_options.engine.kv_budget_bytes = o.kv_mib << 20;
+  StatusOr<DType> kv_type = KvTypeFromName(o.kv_type);
+  if (!kv_type.ok()) return Fail(std::string(kv_type.status().message()));
+  pool_options.engine.kv_dtype = *kv_type;
   pool_options.engine.max_queue = static_cast<size_t>(o.max_queue);
   pool_options.models_dir = o.models_dir;
   pool_options.packed_cache_dir = o.packed_cache_dir;

@@ -19,6 +19,7 @@ struct WorkerOptions {
   std::string packed_cache_dir;          // shared packed-weight files (ModelPoolOptions); "": private
   int threads = 0;                       // compute threads (0: one per core)
   int64_t kv_mib = 256;                  // each resident model's paged KV pool
+  std::string kv_type = "f16";           // its element type: f16, q8_0 or f32
   int64_t budget_mib = 4096;             // resident models together (files + KV)
   int64_t max_queue = 1024;              // waiting requests per model
   double idle_timeout_s = 0;             // exit after this long without calls (0: never)

@@ -327,12 +327,15 @@ std::string Describe(const AttnCase& c) {
 // rows; returns the whole output buffer (rows padded, pre-filled with 7).
 // With block_tokens > 0 the same keys and values sit in a paged cache: blocks
 // of block_tokens rows in a shuffled order, with unused blocks in between.
-// With f16, K and V are rounded to f16 first (the reference sees the same values).
+// With kv f16 or q8_0, K and V are stored as that type first (the reference
+// sees the same values). Rows are padded by kv_pad elements: 5, or a whole
+// block for q8_0 (the inputs depend on the padding).
 std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int off, int64_t block_tokens = 0,
-                                bool f16 = false) {
+                                DType kv = DType::kF32, int64_t kv_pad = 0) {
   const int64_t q_stride = c.n_heads * c.head_dim + 3;
   const int64_t out_stride = c.n_heads * c.head_dim + 1;
-  const int64_t kv_stride = c.n_kv_heads * c.head_dim + 5;
+  if (kv_pad == 0) kv_pad = kv == DType::kQ8_0 ? 32 : 5;
+  const int64_t kv_stride = c.n_kv_heads * c.head_dim + kv_pad;
   Shifted q(Random(c.n_tokens * q_stride, -2.0f, 2.0f, 51), off);
   std::vector<float> kc = Random(c.n_kv * kv_stride, -2.0f, 2.0f, 52);
   std::vector<float> vc = Random(c.n_kv * kv_stride, -1.0f, 1.0f, 53);
@@ -352,22 +355,27 @@ std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int 
     kc = std::move(kp);
     vc = std::move(vp);
   }
-  std::vector<uint16_t> kh, vh;
-  if (f16) {
-    for (float x : kc) kh.push_back(F32ToF16(x));
-    for (float x : vc) vh.push_back(F32ToF16(x));
+  std::vector<uint8_t> kq, vq;  // kc and vc as kv's rows
+  if (kv != DType::kF32) {
+    const int64_t rows = static_cast<int64_t>(kc.size()) / kv_stride, row_bytes = RowBytes(kv, kv_stride);
+    kq.resize(rows * row_bytes);
+    vq.resize(kq.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      Scalar().quantize_row(kv, kq.data() + r * row_bytes, kc.data() + r * kv_stride, kv_stride);
+      Scalar().quantize_row(kv, vq.data() + r * row_bytes, vc.data() + r * kv_stride, kv_stride);
+    }
   }
   Shifted k(kc, (off + 1) % 4);
   Shifted v(vc, (off + 2) % 4);
   Shifted out(std::vector<float>(c.n_tokens * out_stride, 7.0f), (off + 3) % 4);
   std::vector<float> scratch(c.n_kv + 1);
   const int64_t head_end = c.head_end == 0 ? c.n_heads : c.head_end;
-  const void* kp = f16 ? static_cast<const void*>(kh.data()) : k.data();
-  const void* vp = f16 ? static_cast<const void*>(vh.data()) : v.data();
+  const void* kp = kv != DType::kF32 ? static_cast<const void*>(kq.data()) : k.data();
+  const void* vp = kv != DType::kF32 ? static_cast<const void*>(vq.data()) : v.data();
   // A hint of what the thread reads next (here: kv head 0's keys, as if
   // another sequence followed): only prefetched, it must change nothing.
   const kernels::AttentionNext next{kp, vp, blocks.empty() ? nullptr : blocks.data(), c.q_pos0, c.n_kv};
-  table.attention(out.data(), out_stride, q.data(), q_stride, kp, vp, f16 ? DType::kF16 : DType::kF32, kv_stride,
+  table.attention(out.data(), out_stride, q.data(), q_stride, kp, vp, kv, kv_stride,
                   blocks.empty() ? nullptr : blocks.data(), block_tokens, c.n_tokens, c.q_pos0, c.n_kv,
                   c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                   c.softcap, c.window, c.head_begin, head_end, scratch.data(), &next);
@@ -432,14 +440,38 @@ TEST(FloatOpsTest, F16KvAttentionMatchesScalar) {
   for (const AttnCase& c : kAttnCases) {
     off = (off + 1) % 4;
     for (int64_t block_tokens : {0, 16}) {
-      const auto want = RunAttention(Scalar(), c, off, block_tokens, true);
+      const auto want = RunAttention(Scalar(), c, off, block_tokens, DType::kF16);
       FOR_EACH_SIMD_TABLE(t) {
-        ExpectClose(RunAttention(*t, c, off, block_tokens, true), want, 1e-5, 2e-6,
+        ExpectClose(RunAttention(*t, c, off, block_tokens, DType::kF16), want, 1e-5, 2e-6,
                     std::string(t->name) + " f16 attention block_tokens " + std::to_string(block_tokens) + " " +
                         Describe(c));
       }
     }
   }
+}
+
+// A q8_0 cache (--kv-type q8_0): every SIMD kernel agrees with the scalar
+// one on the same blocks, contiguous and paged, for every case whose heads
+// are whole blocks; and the scalar one reads what it was given: within the
+// quantization step of the f32 result.
+TEST(FloatOpsTest, Q8KvAttentionMatchesScalar) {
+  int off = 0, cases = 0;
+  for (const AttnCase& c : kAttnCases) {
+    off = (off + 1) % 4;
+    if (c.head_dim % 32 != 0) continue;
+    ++cases;
+    for (int64_t block_tokens : {0, 16}) {
+      const auto want = RunAttention(Scalar(), c, off, block_tokens, DType::kQ8_0);
+      ExpectClose(want, RunAttention(Scalar(), c, off, block_tokens, DType::kF32, 32), 0.05, 0.02,
+                  "scalar q8_0 attention against f32 " + Describe(c));
+      FOR_EACH_SIMD_TABLE(t) {
+        ExpectClose(RunAttention(*t, c, off, block_tokens, DType::kQ8_0), want, 1e-5, 2e-6,
+                    std::string(t->name) + " q8_0 attention block_tokens " + std::to_string(block_tokens) + " " +
+                        Describe(c));
+      }
+    }
+  }
+  EXPECT_GE(cases, 20);
 }
 
 // A paged cache holds the same keys as a contiguous one: the scalar kernel

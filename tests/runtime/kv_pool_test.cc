@@ -62,6 +62,35 @@ TEST(KvPoolTest, BudgetGivesBlockCount) {
   EXPECT_EQ(KvPool::Create(2, 64, 32, 0, 1 << 20).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A q8_0 pool: rows of 34-byte blocks of 32, so a block of 16 tokens of
+// 2 layers x (64 + 32) elements is 2 * 16 * (68 + 34) = 3264 bytes, 0.53x
+// f16's; CopyBlock moves whole rows (every byte of a block's quants and
+// scales); and rows that are not whole blocks are refused.
+TEST(KvPoolTest, Q8PoolSizesRowsInBlocksAndCopiesThem) {
+  EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 16, DType::kQ8_0), 3264);
+  EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 16, DType::kF16), 6144);
+  auto pool = KvPool::Create(2, 64, 32, 16, 3264 * 4, DType::kQ8_0);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  KvPool& p = **pool;
+  EXPECT_EQ(p.total_blocks(), 4);
+  const int64_t k_row = 68, v_row = 34;  // bytes
+  // Block 1's bytes in layer 1, then copied to block 3.
+  auto* k = static_cast<uint8_t*>(p.k_data(1));
+  auto* v = static_cast<uint8_t*>(p.v_data(1));
+  for (int64_t i = 0; i < 16 * k_row; ++i) k[16 * k_row + i] = static_cast<uint8_t>(i * 7 + 1);
+  for (int64_t i = 0; i < 16 * v_row; ++i) v[16 * v_row + i] = static_cast<uint8_t>(i * 5 + 3);
+  p.CopyBlock(3, 1);
+  for (int64_t i = 0; i < 16 * k_row; ++i) ASSERT_EQ(k[3 * 16 * k_row + i], static_cast<uint8_t>(i * 7 + 1)) << i;
+  for (int64_t i = 0; i < 16 * v_row; ++i) ASSERT_EQ(v[3 * 16 * v_row + i], static_cast<uint8_t>(i * 5 + 3)) << i;
+  EXPECT_EQ(k[2 * 16 * k_row], 0);  // block 2 untouched
+
+  auto ragged = KvPool::Create(2, 48, 32, 16, 1 << 20, DType::kQ8_0);
+  ASSERT_FALSE(ragged.ok());
+  EXPECT_EQ(ragged.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(ragged.status().message().find("48"), std::string::npos) << ragged.status().message();
+  EXPECT_EQ(KvPool::Create(2, 64, 32, 16, 1 << 20, DType::kQ4_0).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(KvPoolTest, AllocateUntilExhaustedThenFreeRestores) {
   auto pool = MakePool(5);
   std::vector<int32_t> got;

@@ -79,6 +79,26 @@ TEST(BenchServeTest, FourClientsEightRequestsReportSaneFigures) {
   EXPECT_EQ(j["prefix_cache_hit_tokens"].get<int64_t>() % 16, 0);
 }
 
+// --kv-type q8_0: the same --kv-mib holds 1.9x f16's blocks (SmolLM2: 30
+// layers x 16 tokens x 2 rows of 192, 384 bytes each in f16, 204 in q8_0),
+// and the requests run to the end on it.
+TEST(BenchServeTest, Q8KvCacheHoldsNearlyTwiceTheBlocks) {
+  ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
+  const std::string run = "bench-serve -m " + path +
+                          " -t 2 --clients 4 --requests 4 --prompt-tokens 24 --output-tokens 6 --kv-mib 32 --kv-type ";
+  const auto [code16, out16] = Atrium(run + "f16");
+  const auto [code8, out8] = Atrium(run + "q8_0");
+  ASSERT_EQ(code16, 0) << out16;
+  ASSERT_EQ(code8, 0) << out8;
+  const nlohmann::json f16 = nlohmann::json::parse(out16), q8 = nlohmann::json::parse(out8);
+  EXPECT_EQ(q8["kv_type"], "q8_0");
+  EXPECT_EQ(f16["kv_blocks_total"].get<int64_t>(), (int64_t{32} << 20) / (30 * 16 * 2 * 384));
+  EXPECT_EQ(q8["kv_blocks_total"].get<int64_t>(), (int64_t{32} << 20) / (30 * 16 * 2 * 204));
+  EXPECT_EQ(q8["failed"], 0);
+  EXPECT_EQ(q8["generated_tokens"], 4 * 6);
+  EXPECT_NE(Atrium(run + "q4_0 2>/dev/null").first, 0);
+}
+
 TEST(BenchServeTest, BadRangesAreRefused) {
   ATRIUM_REQUIRE_MODEL(path, kSmolLm2File);
   EXPECT_NE(Atrium("bench-serve -m " + path + " --prompt-tokens 9:3 2>/dev/null").first, 0);

@@ -362,6 +362,82 @@ TEST_F(EngineTest, EchoWithoutGenerationScoresThePrompt) {
   loop.Remove(engine.get());
 }
 
+// A q8_0 KV cache (--kv-type q8_0) against the default f16 one, on the
+// same 130-token text scored in one forward: the log-likelihood of each
+// next token moves little and the most likely token is almost always the
+// same. Then a batch on a q8_0 cache equals each request alone, as on f16.
+TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
+  std::string text;
+  for (const char* s : {"The river runs past the old mill and under the stone bridge. ",
+                        "Children fish there in summer, and in winter the ice creaks at night. ",
+                        "Nobody remembers who built the bridge, but everyone crosses it. ",
+                        "Each spring the water rises and the miller worries about his wheel. "}) {
+    text += s;
+  }
+  const std::vector<int32_t> prompt = Prompt(text + text);
+  const int64_t n = static_cast<int64_t>(prompt.size()), n_vocab = model_->config().n_vocab;
+  ASSERT_GT(n, 100);
+  auto score = [&](DType kv, std::vector<double>* logprob, std::vector<int32_t>* argmax) {
+    auto pool = model_->NewKvPool(16, int64_t{64} << 20, kv);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    BlockTable table;
+    ASSERT_TRUE((*pool)->Reserve(table, n).ok());
+    const ForwardSeq seq{prompt.data(), n, &table, true};
+    Tensor logits = Tensor::Empty(DType::kF32, {n, n_vocab});
+    ASSERT_TRUE(model_->Forward(ctx_, std::span<const ForwardSeq>(&seq, 1), **pool, logits).ok());
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      const float* row = logits.data<float>() + i * n_vocab;
+      const int64_t best = std::max_element(row, row + n_vocab) - row;
+      double sum = 0;
+      for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - row[best]);
+      logprob->push_back(row[prompt[i + 1]] - row[best] - std::log(sum));
+      argmax->push_back(static_cast<int32_t>(best));
+    }
+  };
+  std::vector<double> lp16, lp8;
+  std::vector<int32_t> top16, top8;
+  score(DType::kF16, &lp16, &top16);
+  score(DType::kQ8_0, &lp8, &top8);
+  double total16 = 0, total8 = 0, max_diff = 0;
+  int same_top = 0;
+  for (size_t i = 0; i < lp16.size(); ++i) {
+    total16 += lp16[i];
+    total8 += lp8[i];
+    max_diff = std::max(max_diff, std::fabs(lp16[i] - lp8[i]));
+    same_top += top16[i] == top8[i];
+  }
+  const double mean16 = total16 / lp16.size(), mean8 = total8 / lp8.size();
+  std::printf("q8_0 vs f16 KV over %zu tokens: mean log-likelihood %.4f vs %.4f, largest difference %.4f, "
+              "same top token at %d\n", lp16.size(), mean8, mean16, max_diff, same_top);
+  EXPECT_NEAR(mean8, mean16, 0.01);
+  EXPECT_LT(max_diff, 0.75);
+  EXPECT_GE(same_top, static_cast<int>(lp16.size()) - 3);
+
+  EngineOptions q8;
+  q8.kv_dtype = DType::kQ8_0;
+  const auto prompts = Prompts();
+  std::vector<std::vector<int32_t>> alone;
+  auto engine = NewEngine(q8);
+  StepLoop loop(ctx_);
+  loop.Add(engine.get());
+  for (size_t i = 0; i < 6; ++i) {
+    Outcomes out;
+    auto r = out.Request(0, prompts[i], Greedy(16));
+    ASSERT_TRUE(loop.Submit(*engine, r).ok());
+    out.WaitFor(1);
+    ASSERT_TRUE(out.done[0].first.ok()) << out.done[0].first.ToString();
+    alone.push_back(out.done[0].second.tokens);
+  }
+  Outcomes out;
+  for (size_t i = 0; i < 6; ++i) {
+    auto r = out.Request(static_cast<int>(i), prompts[i], Greedy(16), "tenant-b");
+    ASSERT_TRUE(loop.Submit(*engine, r).ok());
+  }
+  out.WaitFor(6);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(out.done[static_cast<int>(i)].second.tokens, alone[i]) << "prompt " << i;
+  loop.Remove(engine.get());
+}
+
 TEST_F(EngineTest, StopStringEndsTheStreamBeforeIt) {
   auto engine = NewEngine();
   StepLoop loop(ctx_);
