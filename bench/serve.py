@@ -54,7 +54,7 @@ REPO_DIR = os.path.dirname(BENCH_DIR)
 def run(args, clients, requests):
     cmd = [args.binary, "bench-serve", "-m", args.model, "-t", str(args.threads), "--clients", str(clients),
            "--requests", str(requests), "--prompt-tokens", args.prompt_tokens, "--output-tokens",
-           args.output_tokens, "--seed", str(args.seed)]
+           args.output_tokens, "--seed", str(args.seed), "--kv-type", args.kv_type]
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.verbose else subprocess.PIPE, text=True)
     if p.returncode != 0:
@@ -77,6 +77,8 @@ def run_peer(args, model_path, clients):
     cmd = [args.peer, "-m", model_path, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(ctx),
            "-b", "2048", "-ub", "512", "-npp", str(n_prompt), "-ntg", str(n_gen), "-npl", f"1,{clients}",
            "--output-format", "jsonl"]
+    if args.kv_type != "f16":  # llama.cpp's default is f16; a quantized V cache needs its flash attention
+        cmd += ["-ctk", args.kv_type, "-ctv", args.kv_type, "-fa", "on"]
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
@@ -100,6 +102,8 @@ def main():
     parser.add_argument("--prompt-tokens", default="64:64", help="N or MIN:MAX, the same in both runs")
     parser.add_argument("--output-tokens", default="128:128", help="N or MIN:MAX, the same in both runs")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "f32"],
+                        help="KV cache type of both engines (llama.cpp: -ctk/-ctv, with flash attention)")
     parser.add_argument("--repetitions", type=int, default=3, help="alternating runs of each; medians are compared")
     parser.add_argument("--skip-peer", action="store_true", help="do not run (or build) llama.cpp's batched-bench")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results", "serve.json"))
