@@ -40,6 +40,13 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
   prefix_hits_ = &BuildGauge().Name("atrium_prefix_cache_hit_tokens")
                       .Help("Prompt tokens a tenant's engines took from the prefix cache, since its worker started")
                       .Register(r);
+  kv_cached_ = &BuildGauge().Name("atrium_kv_cache_blocks_cached")
+                    .Help("KV blocks a tenant's prefix caches hold for later hits (evictable when blocks run out)")
+                    .Register(r);
+  steps_ = &BuildGauge().Name("atrium_engine_steps")
+                .Help("Engine steps (batched forwards) a tenant's engines ran, since its worker started").Register(r);
+  uptime_ = &BuildGauge().Name("atrium_worker_uptime_seconds").Help("Seconds since a tenant's worker started")
+                 .Register(r);
   prompt_tokens_ = &BuildCounter().Name("atrium_prompt_tokens_total").Help("Prompt tokens processed").Register(r);
   generation_tokens_ = &BuildCounter().Name("atrium_generation_tokens_total").Help("Tokens generated").Register(r);
   worker_exits_ = &BuildCounter().Name("atrium_worker_exits_total").Help("Worker processes that ended, by why").Register(r);
@@ -89,10 +96,13 @@ void GatewayMetrics::SetWorkerLoad(const std::string& tenant, const WorkerLoad& 
       .Set(load.kv_blocks_total > 0 ? static_cast<double>(load.kv_blocks_used) / load.kv_blocks_total : 0.0);
   preemptions_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.preemptions));
   prefix_hits_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.prefix_hit_tokens));
+  kv_cached_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.kv_blocks_cached));
+  steps_->Add({{"tenant", tenant}}).Set(static_cast<double>(load.steps));
+  uptime_->Add({{"tenant", tenant}}).Set(load.uptime_seconds);
 }
 
 void GatewayMetrics::ClearWorkerLoad(const std::string& tenant) {
-  for (auto* family : {waiting_, running_, kv_usage_, preemptions_, prefix_hits_}) {
+  for (auto* family : {waiting_, running_, kv_usage_, preemptions_, prefix_hits_, kv_cached_, steps_, uptime_}) {
     family->Remove(&family->Add({{"tenant", tenant}}));
   }
 }

@@ -21,6 +21,9 @@
 // |                                          |           |                | the tenant's worker started)            |
 // | atrium_prefix_cache_hit_tokens           | gauge     | tenant         | vllm:prefix_cache_hits_total (tokens;   |
 // |                                          |           |                | since the worker started)               |
+// | atrium_kv_cache_blocks_cached            | gauge     | tenant         | - (prefix-cache blocks, evictable)      |
+// | atrium_engine_steps                      | gauge     | tenant         | - (batched forwards since worker start) |
+// | atrium_worker_uptime_seconds             | gauge     | tenant         | - (since the worker started)            |
 // | atrium_prompt_tokens_total               | counter   | model          | vllm:prompt_tokens_total                |
 // | atrium_generation_tokens_total           | counter   | model          | vllm:generation_tokens_total            |
 // | atrium_streams_active                    | gauge     | -              | - (open Generate/Chat calls)            |
@@ -61,6 +64,9 @@ struct WorkerLoad {
   int64_t kv_blocks_total = 0;
   int64_t preemptions = 0;        // since the worker started
   int64_t prefix_hit_tokens = 0;  // likewise
+  int64_t steps = 0;              // likewise: batched forwards
+  int64_t kv_blocks_cached = 0;   // blocks the prefix caches hold for later hits (evictable)
+  double uptime_seconds = 0;      // of the worker process
 };
 
 class GatewayMetrics {
@@ -105,6 +111,9 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>* waiting_;
   prometheus::Family<prometheus::Gauge>* running_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;
+  prometheus::Family<prometheus::Gauge>* kv_cached_;
+  prometheus::Family<prometheus::Gauge>* steps_;
+  prometheus::Family<prometheus::Gauge>* uptime_;
   prometheus::Family<prometheus::Gauge>* preemptions_;
   prometheus::Family<prometheus::Gauge>* prefix_hits_;
   prometheus::Family<prometheus::Counter>* prompt_tokens_;

@@ -303,7 +303,11 @@ void WorkerManager::PollHealth() {
           load.kv_blocks_total += e.kv_blocks_total();
           load.preemptions += e.preemptions();
           load.prefix_hit_tokens += e.prefix_hit_tokens();
+          load.steps += e.steps();
+          load.kv_blocks_cached += e.kv_blocks_cached();
         }
+        load.uptime_seconds = static_cast<double>(call->response.uptime().seconds()) +
+                              call->response.uptime().nanos() * 1e-9;
         metrics_->SetWorkerLoad(call->handle->tenant_id_, load);
       }
       delete call;

@@ -60,13 +60,16 @@ TEST(CallRecordTest, OneAuditRecordAndTheMetricsPerCall) {
 
 TEST(GatewayMetricsTest, WorkerLoadGaugesComeAndGo) {
   GatewayMetrics metrics;
-  metrics.SetWorkerLoad("acme", WorkerLoad{3, 2, 10, 40, 5, 256});
+  metrics.SetWorkerLoad("acme", WorkerLoad{3, 2, 10, 40, 5, 256, 1234, 7, 12.5});
   std::string text = metrics.Scrape();
   EXPECT_NE(text.find("atrium_num_requests_waiting{tenant=\"acme\"} 3"), std::string::npos) << text;
   EXPECT_NE(text.find("atrium_num_requests_running{tenant=\"acme\"} 2"), std::string::npos);
   EXPECT_NE(text.find("atrium_kv_cache_usage_perc{tenant=\"acme\"} 0.25"), std::string::npos);
   EXPECT_NE(text.find("atrium_num_preemptions{tenant=\"acme\"} 5"), std::string::npos);
   EXPECT_NE(text.find("atrium_prefix_cache_hit_tokens{tenant=\"acme\"} 256"), std::string::npos);
+  EXPECT_NE(text.find("atrium_engine_steps{tenant=\"acme\"} 1234"), std::string::npos);
+  EXPECT_NE(text.find("atrium_kv_cache_blocks_cached{tenant=\"acme\"} 7"), std::string::npos);
+  EXPECT_NE(text.find("atrium_worker_uptime_seconds{tenant=\"acme\"} 12.5"), std::string::npos);
   metrics.ClearWorkerLoad("acme");
   text = metrics.Scrape();
   EXPECT_EQ(text.find("tenant=\"acme\""), std::string::npos) << text;

@@ -682,6 +682,11 @@ class GatewayTest(unittest.TestCase):
             self.assertLess(time.time(), deadline, "prefix-cache hits %s -> %s:\n%s" % (before, hits, text))
             time.sleep(0.2)
         self.assertEqual(self.metric(text, "atrium_num_preemptions", tenant="acme"), 0)
+        # The same poll's engine figures: steps ran, the prompt's full blocks
+        # stay cached for later hits, and the worker has been up a while.
+        self.assertGreater(self.metric(text, "atrium_engine_steps", tenant="acme") or 0, 0)
+        self.assertGreaterEqual(self.metric(text, "atrium_kv_cache_blocks_cached", tenant="acme") or 0, 16)
+        self.assertGreater(self.metric(text, "atrium_worker_uptime_seconds", tenant="acme") or 0, 0)
 
 
 class DrainTest(unittest.TestCase):
