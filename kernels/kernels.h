@@ -117,8 +117,9 @@ struct CpuKernels {
   // at positions q_pos0, q_pos0+1, ..., over keys 0..n_kv-1 where key j has
   // position j. q: [n_tokens, n_heads * head_dim] rows q_stride floats apart;
   // k, v: rows of n_kv_heads * head_dim elements of kv_type (kF32, kF16, or
-  // kQ8_0 with head_dim and kv_stride multiples of 32), kv_stride elements apart, where key j is row j when blocks is null, else
-  // (a paged cache) row blocks[j / block_tokens] * block_tokens + j % block_tokens;
+  // kQ8_0 with head_dim and kv_stride multiples of 32), kv_stride elements
+  // apart, where key j is row j when blocks is null, else (a paged cache)
+  // row blocks[j / block_tokens] * block_tokens + j % block_tokens;
   // out: [n_tokens, n_heads * head_dim] rows out_stride floats apart.
   // Query head h reads kv head h / (n_heads / n_kv_heads). Key j is visible to
   // a query at position p iff j <= p and (window == 0 || p - j < window).

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "serving/cli/commands.h"
+#include "serving/engine/engine.h"
 
 namespace {
 
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
   bench_serve->add_option("--kv-type", serve_flags.kv_type,
                           "KV cache element type: f16, q8_0 (about half the memory and attention reads of f16, "
                           "as llama.cpp's -ctk/-ctv q8_0) or f32")
-      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0", "f32"}));
+      ->capture_default_str()->check(atrium::KvTypeNameError);
   bench_serve->add_flag("--kv-lazy", serve_flags.kv_lazy,
                         "Commit the KV pool's memory as blocks first fill instead of at start (the page "
                         "faults then land in decode steps, as in a server's first minutes)");
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
   serve->add_option("--kv-type", serve_run_flags.kv_type,
                     "KV cache element type: f16, q8_0 (about half f16's memory: ~1.9x the tokens per --kv-mib, "
                     "as llama.cpp's -ctk/-ctv q8_0) or f32")
-      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0", "f32"}));
+      ->capture_default_str()->check(atrium::KvTypeNameError);
   serve->add_option("--budget-mib", serve_run_flags.budget_mib, "Memory for resident models per worker, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   serve->add_option("--idle-timeout", serve_run_flags.idle_timeout,

@@ -14,6 +14,11 @@ StatusOr<DType> KvTypeFromName(std::string_view name) {
   return InvalidArgument(StrFormat("KV cache type '%.*s': choose f16 (the default), q8_0 or f32",
                                    static_cast<int>(name.size()), name.data()));
 }
+
+std::string KvTypeNameError(const std::string& name) {
+  const StatusOr<DType> type = KvTypeFromName(name);
+  return type.ok() ? std::string() : std::string(type.status().message());
+}
 namespace {
 
 using Clock = std::chrono::steady_clock;

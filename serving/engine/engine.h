@@ -50,10 +50,12 @@ struct EngineOptions {
   int64_t context = 0;  // tokens per sequence at most (0: the model's context length)
 };
 
-// The KV cache types a user may choose (--kv-type), by name: f16, q8_0, f32.
-inline constexpr const char* kKvTypeNames[] = {"f16", "q8_0", "f32"};
+// The KV cache types a user may choose (--kv-type), by name: f16, q8_0, f32;
 // INVALID_ARGUMENT naming the choices for any other name.
 StatusOr<DType> KvTypeFromName(std::string_view name);
+// KvTypeFromName's message for a bad name, "" for a good one: a flag
+// parser's check (CLI11's ->check).
+std::string KvTypeNameError(const std::string& name);
 
 // What one step gives a request. Spans are valid during the callback only.
 struct StreamDelta {

@@ -18,6 +18,7 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
+#include "serving/engine/engine.h"
 #include "serving/worker/model_registry.h"
 #include "serving/worker/worker_service.h"
 
@@ -50,7 +51,7 @@ void AddWorkerFlags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--kv-mib", o.kv_mib, "Paged KV pool per resident model, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--kv-type", o.kv_type, "KV cache element type: f16, q8_0 (about half f16's memory) or f32")
-      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0", "f32"}));
+      ->capture_default_str()->check(KvTypeNameError);
   app.add_option("--budget-mib", o.budget_mib, "Memory for resident models together (files + KV), MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_option("--max-queue", o.max_queue, "Waiting requests per model before RESOURCE_EXHAUSTED")
