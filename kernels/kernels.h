@@ -27,18 +27,19 @@ enum class RopeLayout : int { kNormal = 0, kNeox = 2 };
 // Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K, F32/F16/BF16 -> F32 (no quantization).
 DType DotPartner(DType weight);
 
-// The attention call a thread makes next: one KV head (k and v already
-// offset to it) of a cache with the same kv_type, kv_stride, block_tokens
-// and window as the current call, its first query position and its keys.
-// The kernel prefetches the keys that query sees. Decode reads a few
-// blocks of keys per call; without this hint the first block of each call
-// comes from memory with nothing to overlap it.
+// The attention call a thread makes next: kv head kv_head of a cache with
+// the same kv_type, kv_stride, block_tokens and window as the current call
+// (k and v its layer's arrays, as the call takes them), its first query
+// position and its keys. The kernel prefetches the keys that query sees.
+// Decode reads a few blocks of keys per call; without this hint the first
+// block of each call comes from memory with nothing to overlap it.
 struct AttentionNext {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* blocks = nullptr;  // null: contiguous
   int64_t q_pos0 = 0;
   int64_t n_kv = 0;  // 0: nothing follows
+  int64_t kv_head = 0;
 };
 
 // Function table of one instruction set. Every entry is always set: an ISA
@@ -117,13 +118,18 @@ struct CpuKernels {
   // at positions q_pos0, q_pos0+1, ..., over keys 0..n_kv-1 where key j has
   // position j. q: [n_tokens, n_heads * head_dim] rows q_stride floats apart;
   // k, v: rows of n_kv_heads * head_dim elements of kv_type (kF32, kF16, or
-  // kQ8_0 with head_dim and kv_stride multiples of 32), kv_stride elements
-  // apart, where key j is row j when blocks is null, else (a paged cache)
-  // row blocks[j / block_tokens] * block_tokens + j % block_tokens;
+  // kQ8_0 in the layout of kernels/kv_q8.h, with head_dim and kv_stride
+  // multiples of 32, block_tokens of 16, and a contiguous cache's rows in
+  // whole groups of 16), kv_stride elements apart, where key j is row j
+  // when blocks is null, else (a paged cache) row
+  // blocks[j / block_tokens] * block_tokens + j % block_tokens;
   // out: [n_tokens, n_heads * head_dim] rows out_stride floats apart.
   // Query head h reads kv head h / (n_heads / n_kv_heads). Key j is visible to
   // a query at position p iff j <= p and (window == 0 || p - j < window).
   // score = scale * dot(q, k); if softcap > 0, score = softcap * tanh(score / softcap).
+  // With a q8_0 cache q is quantized to q8_0 in two levels first
+  // (kernels/kv_q8.h's KvQ8QuantizeQuery), and dot(q, k) is the sum over
+  // blocks and levels of d_q d_k times the integer dot product of their quants.
   // Only heads [head_begin, head_end) are computed (threads split by head).
   // scratch: at least n_kv floats, owned by the calling thread.
   // next (may be null): the first keys of the call this thread makes next,

@@ -73,8 +73,8 @@ void CacheAndAttend(const ForwardArgs& args, int64_t l, Tensor& q, Tensor& k, Te
     ops::RopeRegion(ctx, q, c.head_dim, pos, c.rope_dim, prep.rope_base, prep.rope_scale, c.rope_layout, qr);
     ops::RopeRegion(ctx, k, c.head_dim, pos, c.rope_dim, prep.rope_base, prep.rope_scale, c.rope_layout, kr);
     if (prep.q_scale != 1.0f) ops::ScaleRegion(ctx, q, prep.q_scale, qr);
-    ops::ScatterRegion(ctx, args.kv.k_data(l), kv_type, args.kv.k_dim(), k, slots, kr);
-    ops::ScatterRegion(ctx, args.kv.v_data(l), kv_type, args.kv.v_dim(), v, slots, vr);
+    ops::ScatterRegion(ctx, args.kv.k_data(l), kv_type, args.kv.k_dim(), k, slots, kr, kernels::KvSide::kKeys);
+    ops::ScatterRegion(ctx, args.kv.v_data(l), kv_type, args.kv.v_dim(), v, slots, vr, kernels::KvSide::kValues);
   };
   const ops::KvRows rows{args.kv.k_data(l), args.kv.v_data(l), args.kv.k_dim(), args.kv.block_tokens(), kv_type};
   ops::Attention(ctx, out, q, rows, args.a.seqs.data(), static_cast<int64_t>(args.a.seqs.size()), shape, prologue);

@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstring>
 
+#include "kernels/kv_q8.h"
+
 namespace atrium {
 namespace {
 
@@ -17,10 +19,18 @@ constexpr size_t kRegionAlign = 4096;
 
 size_t AlignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+// Bytes of `rows` rows of `dim` elements of one side of a cache: rows of
+// dtype, or q8_0's groups of 16 rows (kernels/kv_q8.h).
+int64_t SideBytes(DType dtype, kernels::KvSide side, int64_t rows, int64_t dim) {
+  if (dtype == DType::kQ8_0) return rows / kernels::kKvQ8Rows * kernels::KvQ8GroupBytes(side, dim);
+  return rows * RowBytes(dtype, dim);
+}
+
 }  // namespace
 
 int64_t KvPool::BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens, DType dtype) {
-  return n_layers * block_tokens * (RowBytes(dtype, k_dim) + RowBytes(dtype, v_dim));
+  return n_layers * (SideBytes(dtype, kernels::KvSide::kKeys, block_tokens, k_dim) +
+                     SideBytes(dtype, kernels::KvSide::kValues, block_tokens, v_dim));
 }
 
 StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim, int64_t v_dim,
@@ -42,6 +52,12 @@ StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim
                                      std::string(DTypeName(dtype)).c_str(), static_cast<long long>(quant_block),
                                      static_cast<long long>(k_dim), static_cast<long long>(v_dim)));
   }
+  if (dtype == DType::kQ8_0 && block_tokens % kernels::kKvQ8Rows != 0) {
+    return InvalidArgument(StrFormat("kv pool: a q8_0 cache keeps keys in groups of %lld, so its blocks need a "
+                                     "multiple of %lld tokens, got %d",
+                                     static_cast<long long>(kernels::kKvQ8Rows),
+                                     static_cast<long long>(kernels::kKvQ8Rows), block_tokens));
+  }
   const int64_t per_block = BytesPerBlock(n_layers, k_dim, v_dim, block_tokens, dtype);
   const int64_t n_blocks = std::min<int64_t>(budget_bytes / per_block, INT32_MAX);
   if (n_blocks < 1) {
@@ -54,8 +70,12 @@ StatusOr<std::unique_ptr<KvPool>> KvPool::Create(int64_t n_layers, int64_t k_dim
       new KvPool(n_layers, k_dim, v_dim, block_tokens, static_cast<int32_t>(n_blocks), dtype));
 
   const size_t rows = static_cast<size_t>(n_blocks) * block_tokens;
-  const size_t k_bytes = AlignUp(rows * static_cast<size_t>(RowBytes(dtype, k_dim)), kRegionAlign);
-  const size_t v_bytes = AlignUp(rows * static_cast<size_t>(RowBytes(dtype, v_dim)), kRegionAlign);
+  const size_t k_bytes =
+      AlignUp(static_cast<size_t>(SideBytes(dtype, kernels::KvSide::kKeys, static_cast<int64_t>(rows), k_dim)),
+              kRegionAlign);
+  const size_t v_bytes =
+      AlignUp(static_cast<size_t>(SideBytes(dtype, kernels::KvSide::kValues, static_cast<int64_t>(rows), v_dim)),
+              kRegionAlign);
   const size_t total = (k_bytes + v_bytes) * n_layers;
   // MAP_NORESERVE: the budget is a ceiling, not a commitment; pages are
   // charged as blocks are first written.
@@ -164,8 +184,8 @@ void KvPool::CopyBlock(int32_t dst, int32_t src) {
   CheckBlock(dst);
   CheckBlock(src);
   if (dst == src) return;
-  const size_t k_bytes = static_cast<size_t>(block_tokens_ * RowBytes(dtype_, k_dim_));
-  const size_t v_bytes = static_cast<size_t>(block_tokens_ * RowBytes(dtype_, v_dim_));
+  const size_t k_bytes = static_cast<size_t>(SideBytes(dtype_, kernels::KvSide::kKeys, block_tokens_, k_dim_));
+  const size_t v_bytes = static_cast<size_t>(SideBytes(dtype_, kernels::KvSide::kValues, block_tokens_, v_dim_));
   for (int64_t l = 0; l < n_layers_; ++l) {
     std::memcpy(k_[l] + dst * k_bytes, k_[l] + src * k_bytes, k_bytes);
     std::memcpy(v_[l] + dst * v_bytes, v_[l] + src * v_bytes, v_bytes);

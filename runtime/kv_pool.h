@@ -6,12 +6,14 @@
 //
 // Layout: per layer one contiguous array K [n_blocks, block_tokens, k_dim]
 // and V [n_blocks, block_tokens, v_dim] of f32, of f16 (half the memory and
-// half the attention's reads, llama.cpp's default), or of q8_0 (rows of
-// 32-element blocks, 34 bytes each: about half of f16 again, llama.cpp's
-// --cache-type-k/v q8_0). Position t of a sequence lives at slot
-// table.blocks[t / block_tokens] * block_tokens + t % block_tokens, and its
-// key at k_data(layer) + slot * RowBytes(dtype, k_dim). Memory is reserved up front (anonymous
-// mmap); its pages are committed by Commit(), or else as blocks first fill.
+// half the attention's reads, llama.cpp's default), or of q8_0 (GGML's
+// 32-element blocks, about half of f16 again, llama.cpp's
+// --cache-type-k/v q8_0; laid out in groups of 16 rows for decode, see
+// kernels/kv_q8.h, so blocks hold a multiple of 16 tokens). Position t of
+// a sequence lives at slot (row) table.blocks[t / block_tokens] *
+// block_tokens + t % block_tokens of k_data(layer) and v_data(layer).
+// Memory is reserved up front (anonymous mmap); its pages are committed by
+// Commit(), or else as blocks first fill.
 //
 // Not thread-safe: the engine's step loop is the only user.
 #pragma once
@@ -40,11 +42,11 @@ class KvPool {
   // n_blocks = budget_bytes / bytes_per_block(); INVALID_ARGUMENT for a bad
   // shape or a budget below one block, RESOURCE_EXHAUSTED if the address
   // space cannot be reserved.
-  // dtype: kF32, kF16 or kQ8_0 (k_dim and v_dim multiples of 32).
+  // dtype: kF32, kF16 or kQ8_0 (k_dim and v_dim multiples of 32, block_tokens of 16).
   static StatusOr<std::unique_ptr<KvPool>> Create(int64_t n_layers, int64_t k_dim, int64_t v_dim,
                                                   int32_t block_tokens, int64_t budget_bytes,
                                                   DType dtype = DType::kF32);
-  // Bytes of one block over all layers, K and V: n_layers * block_tokens * (bytes of a k_dim row + of a v_dim row).
+  // Bytes of one block over all layers, K and V: n_layers * (block_tokens rows of k_dim + of v_dim).
   static int64_t BytesPerBlock(int64_t n_layers, int64_t k_dim, int64_t v_dim, int32_t block_tokens,
                                DType dtype = DType::kF32);
   // Blocks that hold n_tokens positions.
@@ -74,7 +76,7 @@ class KvPool {
   int32_t free_blocks() const { return static_cast<int32_t>(free_.size()); }
   int32_t used_blocks() const { return n_blocks_ - free_blocks(); }
 
-  // [n_blocks * block_tokens, k_dim] / [.., v_dim] of dtype().
+  // [n_blocks * block_tokens, k_dim] / [.., v_dim] of dtype() (q8_0: in kernels/kv_q8.h's layout).
   void* k_data(int64_t layer) const { return k_[layer]; }
   void* v_data(int64_t layer) const { return v_[layer]; }
   // The same for an f32 pool.

@@ -1,5 +1,7 @@
 #include "runtime/ops.h"
 
+#include "kernels/kv_q8.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -216,10 +218,11 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
   CheckF32(q, "attention q");
   ATRIUM_CHECK(q.cols() == s.n_heads * s.head_dim && out.cols() == q.cols() && out.rows() == q.rows() &&
                    s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && kv.stride >= s.n_kv_heads * s.head_dim &&
-                   s.head_dim % Info(kv.dtype).block_size == 0,
-               "attention shapes: q %s, out %s, a %s cache of head_dim %lld", q.ShapeString().c_str(),
+                   s.head_dim % Info(kv.dtype).block_size == 0 &&
+                   (kv.dtype != DType::kQ8_0 || kv.block_tokens % kernels::kKvQ8Rows == 0),
+               "attention shapes: q %s, out %s, a %s cache of head_dim %lld, pages of %lld", q.ShapeString().c_str(),
                out.ShapeString().c_str(), std::string(DTypeName(kv.dtype)).c_str(),
-               static_cast<long long>(s.head_dim));
+               static_cast<long long>(s.head_dim), static_cast<long long>(kv.block_tokens));
   for (int64_t i = 0; i < n_seqs; ++i) {
     const AttentionSeq& a = seqs[i];
     ATRIUM_CHECK(a.row0 >= 0 && a.n_tokens >= 0 && a.row0 + a.n_tokens <= q.rows() && a.q_pos0 + a.n_tokens <= a.n_kv &&
@@ -269,11 +272,8 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
                 token_edge(a.n_tokens, tb + 1)};
   };
   // Unit u as the kernel of the unit before it sees it, to prefetch its first keys.
-  const int64_t head_bytes = RowBytes(kv.dtype, s.head_dim);
   auto as_next = [&](const Unit& n) {
-    const int64_t offset = n.h0 / group * head_bytes;
-    return kernels::AttentionNext{static_cast<const uint8_t*>(kv.k) + offset, static_cast<const uint8_t*>(kv.v) + offset,
-                                  n.a->blocks, n.a->q_pos0 + n.t0, n.a->n_kv};
+    return kernels::AttentionNext{kv.k, kv.v, n.a->blocks, n.a->q_pos0 + n.t0, n.a->n_kv, n.h0 / group};
   };
   ctx.pool().ParallelFor(n_seqs * units_per_seq, 1, [&](int64_t b, int64_t e, int thread) {
     for (int64_t u = b; u < e; ++u) {
@@ -292,7 +292,7 @@ void Attention(Context& ctx, Tensor& out, const Tensor& q, const KvRows& kv, con
 }
 
 void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
-                   const int64_t* rows, const Region& r) {
+                   const int64_t* rows, const Region& r, kernels::KvSide side) {
   const int64_t block = Info(dst_type).block_size;
   ATRIUM_CHECK(r.col0 + r.n_cols <= dst_stride && r.col0 % block == 0 && r.n_cols % block == 0 &&
                    dst_stride % block == 0 &&
@@ -304,6 +304,10 @@ void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, 
   const int64_t row_bytes = RowBytes(dst_type, dst_stride), col_bytes = RowBytes(dst_type, r.col0);
   for (int64_t i = r.row0; i < r.row0 + r.n_rows; ++i) {
     const float* from = src.data<float>() + i * src.cols() + r.col0;
+    if (dst_type == DType::kQ8_0) {
+      kernels::KvQ8StoreRow(side, dst, dst_stride, rows[i], r.col0, from, r.n_cols);
+      continue;
+    }
     uint8_t* at = static_cast<uint8_t*>(dst) + rows[i] * row_bytes + col_bytes;
     if (dst_type == DType::kF32) {
       std::copy_n(from, r.n_cols, reinterpret_cast<float*>(at));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_q8.h"
 #include "runtime/tensor.h"
 #include "runtime/thread_pool.h"
 
@@ -70,8 +71,8 @@ struct AttentionShape {
   int64_t window = 0;    // 0 = full causal attention
 };
 // One layer's keys and values: rows of n_kv_heads * head_dim elements of
-// dtype (f32, f16, or q8_0 when head_dim is a multiple of 32), stride
-// elements apart. A sequence's key j is row j of
+// dtype (f32, f16, or q8_0 in kernels/kv_q8.h's layout when head_dim is a
+// multiple of 32 and block_tokens of 16), stride elements apart. A sequence's key j is row j of
 // a contiguous cache (blocks null), or row
 // blocks[j / block_tokens] * block_tokens + j % block_tokens of a paged one.
 struct KvRows {
@@ -127,9 +128,10 @@ void RopeRegion(Context& ctx, Tensor& x, int64_t head_dim, const int32_t* pos, i
                 float freq_scale, RopeLayout layout, const Region& r);
 // Row i of src's region to row rows[i] of dst, the same columns (dst rows
 // dst_stride elements of dst_type apart: f32, f16, or q8_0 with the columns
-// and the stride in whole blocks of 32).
+// and the stride in whole blocks of 32, in kernels/kv_q8.h's layout for
+// `side`, the keys or the values of a cache; f32 and f16 rows ignore it).
 void ScatterRegion(Context& ctx, void* dst, DType dst_type, int64_t dst_stride, const Tensor& src,
-                   const int64_t* rows, const Region& r);
+                   const int64_t* rows, const Region& r, kernels::KvSide side);
 // out = act(gate) * up, all three shaped alike; out may alias gate.
 void SiluMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r);
 void GeluTanhMulRegion(Context& ctx, Tensor& out, const Tensor& gate, const Tensor& up, const Region& r);

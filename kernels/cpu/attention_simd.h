@@ -16,22 +16,15 @@
 #include <utility>
 
 #include "kernels/cpu/float_simd.h"
-#include "kernels/quant_blocks.h"
 #include "runtime/status.h"
 
 namespace atrium::kernels {
 namespace {
 
-// The elements a KV cache holds: f32, f16 (uint16_t) or q8_0 blocks
-// (BlockQ8_0, 32 elements each). A row is a pointer to its first E;
-// pointers move in E units, so element offsets into a row (a kv head's
-// slice, a row stride) are whole units: multiples of 32 for q8_0.
+// The elements an f32 or f16 cache holds (float, uint16_t); rows are
+// pointers to their first element.
 template <typename E>
-constexpr int64_t kPerUnit = 1;
-template <>
-constexpr int64_t kPerUnit<BlockQ8_0> = kQK;
-template <typename E>
-inline const E* Elems(const E* row, int64_t n) { return row + n / kPerUnit<E>; }
+inline const E* Elems(const E* row, int64_t n) { return row + n; }
 
 // Elements [d, d + lanes) of a row, as f32 (d a multiple of the lanes).
 template <class V>
@@ -39,23 +32,10 @@ inline typename V::T LoadE(const float* row, int64_t d) { return V::Load(row + d
 template <class V>
 inline typename V::T LoadE(const uint16_t* row, int64_t d) { return V::LoadHalf(row + d); }
 template <class V>
-inline typename V::T LoadE(const BlockQ8_0* row, int64_t d) {
-  const BlockQ8_0& b = row[d / kQK];
-  return V::LoadQ8(b.qs + d % kQK, _cvtsh_ss(b.d));
-}
-template <class V>
 inline typename V::T LoadTailE(const float* row, int64_t d, typename V::M m) { return V::LoadTail(row + d, m); }
 template <class V>
 inline typename V::T LoadTailE(const uint16_t* row, int64_t d, typename V::M m) {
   return V::LoadHalfTail(row + d, m);
-}
-// A q8_0 cache's heads are whole blocks, which the lanes divide: AttentionT
-// checks, so no q8_0 row has a tail.
-template <class V>
-inline typename V::T LoadTailE(const BlockQ8_0*, int64_t d, typename V::M) {
-  ATRIUM_CHECK(false, "attention: a q8_0 row read from element %lld, past its last whole vector",
-               static_cast<long long>(d));
-  return V::Zero();
 }
 
 // s[j] = scale * dot(q, k + j * kv_stride) for j in [0, n); dim elements
@@ -327,7 +307,7 @@ void AttendGroup(float* out, const float* q_heads, int64_t nh, const KeyRows<E>&
     sum[i] = 0.0f;
     Map1<V>(acc + i * head_dim, acc + i * head_dim, head_dim, [](auto) { return V::Zero(); });
   }
-  const int64_t row_bytes = head_dim / kPerUnit<E> * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
+  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(E));  // this group's slice of a row
   for (int64_t j0 = begin, nb = 0; j0 < end; j0 += nb) {
     nb = end - j0 < block ? end - j0 : block;
     // Row lookups a page at a time: Row() divides by the page size, which
@@ -424,7 +404,7 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
-  const int64_t stride = kv_stride / kPerUnit<E>;  // rows, in E units
+  const int64_t stride = kv_stride;
   // Visible keys of the query at position p, of n keys, are the contiguous range [begin, end).
   auto visible = [&](int64_t p, int64_t n) {
     return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
@@ -433,7 +413,8 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
   KeyRange<E> after;
   if (next != nullptr && next->n_kv > 0) {
     const auto [b, e] = visible(next->q_pos0, next->n_kv);
-    after = {{static_cast<const E*>(next->k), static_cast<const E*>(next->v), stride, next->blocks, block_tokens},
+    after = {{Elems(static_cast<const E*>(next->k), next->kv_head * head_dim),
+              Elems(static_cast<const E*>(next->v), next->kv_head * head_dim), stride, next->blocks, block_tokens},
              b, e};
   }
   const int64_t g_end = (head_end + group - 1) / group;
@@ -487,12 +468,11 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
                       softcap, window, head_begin, head_end, scratch, next);
   } else if (kv_type == DType::kQ8_0) {
-    ATRIUM_CHECK(head_dim % kQK == 0 && kv_stride % kQK == 0,
-                 "attention: a q8_0 cache needs head_dim and the row stride in blocks of %d, got %lld and %lld", kQK,
-                 static_cast<long long>(head_dim), static_cast<long long>(kv_stride));
-    AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const BlockQ8_0*>(k), static_cast<const BlockQ8_0*>(v),
-                      kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
-                      softcap, window, head_begin, head_end, scratch, next);
+    // The q8_0 layout (kernels/kv_q8.h) is read with VNNI
+    // (attention_q8_avx512.h); a table without it reads it with the scalar kernel.
+    CpuFor(Isa::kScalar)->attention(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks, block_tokens,
+                                    n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale, softcap, window,
+                                    head_begin, head_end, scratch, next);
   } else {
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const float*>(k), static_cast<const float*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,

@@ -31,11 +31,6 @@ struct V {
     std::memcpy(tmp, p, 2 * static_cast<size_t>(__builtin_popcount(_mm256_movemask_ps(m))));
     return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
   }
-  // 8 int8 quants times their block's scale.
-  static T LoadQ8(const int8_t* p, float d) {
-    const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(d));
-  }
   static void StoreTail(float* p, M m, T v) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), v); }
 
   static T Add(T a, T b) { return _mm256_add_ps(a, b); }

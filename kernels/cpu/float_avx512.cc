@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
+#include "kernels/cpu/attention_q8_avx512.h"
 
 namespace atrium::kernels::avx512 {
 namespace {
@@ -26,11 +27,6 @@ struct V {
   // f16 elements (a KV cache), converted to f32.
   static T LoadHalf(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static T LoadHalfTail(const uint16_t* p, M m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
-  // 16 int8 quants times their block's scale.
-  static T LoadQ8(const int8_t* p, float d) {
-    const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(d));
-  }
   static void StoreTail(float* p, M m, T v) { _mm512_mask_storeu_ps(p, m, v); }
 
   static T Add(T a, T b) { return _mm512_add_ps(a, b); }
@@ -79,8 +75,32 @@ struct V {
   }
 };
 
+// A q8_0 cache's layout is read with VNNI (attention_q8_avx512.h; heads
+// longer than its accumulators by the scalar kernel), f16 and f32 caches by
+// the shared kernel.
+void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k, const void* v,
+               DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
+               int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+               float softcap, int64_t window, int64_t head_begin, int64_t head_end, float* scratch,
+               const AttentionNext* next) {
+  if (kv_type == DType::kQ8_0 && head_dim > kQ8MaxHeadDim) {
+    return CpuFor(Isa::kScalar)->attention(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks,
+                                           block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
+                                           softcap, window, head_begin, head_end, scratch, next);
+  }
+  if (kv_type == DType::kQ8_0) {
+    return AttentionQ8<V>(out, out_stride, q, q_stride, k, v, kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv,
+                          n_heads, n_kv_heads, head_dim, scale, softcap, window, head_begin, head_end, next);
+  }
+  AttentionT<V>(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv,
+                n_heads, n_kv_heads, head_dim, scale, softcap, window, head_begin, head_end, scratch, next);
+}
+
 }  // namespace
 
-void FillFloat(CpuKernels& t) { FillFloatTable<V>(t); }
+void FillFloat(CpuKernels& t) {
+  FillFloatTable<V>(t);
+  t.attention = Attention;
+}
 
 }  // namespace atrium::kernels::avx512

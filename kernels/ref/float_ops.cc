@@ -6,9 +6,11 @@
 // product and sum below rounds exactly as written.
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/variants.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_q8.h"
 #include "kernels/quant_blocks.h"
 
 namespace atrium::kernels::ref {
@@ -120,30 +122,34 @@ void Scale(float* x, int64_t n, float s) {
 // Plain three-pass attention per (token, head): scores, softmax (sum in
 // double), weighted sum of V scaled by the reciprocal of the sum (as the
 // final step of ggml's flash attention). A query that sees no key gets zeros.
+// A q8_0 cache (kernels/kv_q8.h) is read with the query in two q8_0 levels
+// (KvQ8QuantizeQuery): a score is the sum over blocks and levels of d_q *
+// d_k times the integer dot product of their quants; V's values are
+// weighted in f32.
 void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k,
                const void* v, DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
                int64_t n_tokens, int64_t q_pos0, int64_t n_kv,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext*) {
   const int64_t group = n_heads / n_kv_heads;
+  const bool q8 = kv_type == DType::kQ8_0;
   auto row = [&](int64_t j) { return blocks == nullptr ? j : blocks[j / block_tokens] * block_tokens + j % block_tokens; };
-  // Element i of a K or V array, as f32 (q8_0: block i / 32's scale times its quant).
-  auto at = [&](const void* base, int64_t i) {
+  // Element i of row r of a K or V array, as f32.
+  auto at = [&](KvSide side, const void* base, int64_t r, int64_t i) {
     switch (kv_type) {
-      case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(base)[i]);
-      case DType::kQ8_0: {
-        const BlockQ8_0& b = static_cast<const BlockQ8_0*>(base)[i / kQK];
-        return F16ToF32(b.d) * static_cast<float>(b.qs[i % kQK]);
-      }
-      default: return static_cast<const float*>(base)[i];
+      case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(base)[r * kv_stride + i]);
+      case DType::kQ8_0: return KvQ8Element(side, base, kv_stride, r, i);
+      default: return static_cast<const float*>(base)[r * kv_stride + i];
     }
   };
+  std::vector<BlockQ8_0> q_hi(q8 ? static_cast<size_t>(head_dim / kQK) : 0), q_lo(q_hi.size());
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t p = q_pos0 + t;
     for (int64_t h = head_begin; h < head_end; ++h) {
       const float* qh = q + t * q_stride + h * head_dim;
       const int64_t kvh = (h / group) * head_dim;
       float* oh = out + t * out_stride + h * head_dim;
+      if (q8) KvQ8QuantizeQuery(qh, head_dim, q_hi.data(), q_lo.data());
 
       float max = -INFINITY;
       for (int64_t j = 0; j < n_kv; ++j) {
@@ -153,7 +159,20 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
           continue;
         }
         float dot = 0.0f;
-        for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * at(k, row(j) * kv_stride + kvh + d);
+        if (q8) {
+          for (int64_t b = 0; b < head_dim / kQK; ++b) {
+            const BlockQ8_0 kb = KvQ8Block(KvSide::kKeys, k, kv_stride, row(j), kvh / kQK + b);
+            int32_t hi = 0, lo = 0;
+            for (int i = 0; i < kQK; ++i) {
+              hi += static_cast<int32_t>(q_hi[b].qs[i]) * kb.qs[i];
+              lo += static_cast<int32_t>(q_lo[b].qs[i]) * kb.qs[i];
+            }
+            dot += F16ToF32(q_hi[b].d) * F16ToF32(kb.d) * static_cast<float>(hi);
+            dot += F16ToF32(q_lo[b].d) * F16ToF32(kb.d) * static_cast<float>(lo);
+          }
+        } else {
+          for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * at(KvSide::kKeys, k, row(j), kvh + d);
+        }
         float s = scale * dot;
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         scratch[j] = s;
@@ -169,7 +188,7 @@ void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride,
       }
       for (int64_t j = 0; j < n_kv; ++j) {
         if (scratch[j] == 0.0f) continue;
-        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * at(v, row(j) * kv_stride + kvh + d);
+        for (int64_t d = 0; d < head_dim; ++d) oh[d] += scratch[j] * at(KvSide::kValues, v, row(j), kvh + d);
       }
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t d = 0; d < head_dim; ++d) oh[d] *= inv;

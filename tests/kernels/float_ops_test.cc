@@ -4,6 +4,7 @@
 // double-precision formulas.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "kernels/cpu/variants.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_q8.h"
 
 namespace atrium::kernels {
 namespace {
@@ -356,7 +358,17 @@ std::vector<float> RunAttention(const CpuKernels& table, const AttnCase& c, int 
     vc = std::move(vp);
   }
   std::vector<uint8_t> kq, vq;  // kc and vc as kv's rows
-  if (kv != DType::kF32) {
+  if (kv == DType::kQ8_0) {  // kernels/kv_q8.h's groups of 16 rows, the last one's missing rows zero
+    const int64_t rows = static_cast<int64_t>(kc.size()) / kv_stride;
+    const int64_t groups = (rows + kernels::kKvQ8Rows - 1) / kernels::kKvQ8Rows;
+    kq.resize(groups * kernels::KvQ8GroupBytes(kernels::KvSide::kKeys, kv_stride));
+    vq.resize(groups * kernels::KvQ8GroupBytes(kernels::KvSide::kValues, kv_stride));
+    for (int64_t r = 0; r < rows; ++r) {
+      kernels::KvQ8StoreRow(kernels::KvSide::kKeys, kq.data(), kv_stride, r, 0, kc.data() + r * kv_stride, kv_stride);
+      kernels::KvQ8StoreRow(kernels::KvSide::kValues, vq.data(), kv_stride, r, 0, vc.data() + r * kv_stride,
+                            kv_stride);
+    }
+  } else if (kv != DType::kF32) {
     const int64_t rows = static_cast<int64_t>(kc.size()) / kv_stride, row_bytes = RowBytes(kv, kv_stride);
     kq.resize(rows * row_bytes);
     vq.resize(kq.size());
@@ -447,6 +459,52 @@ TEST(FloatOpsTest, F16KvAttentionMatchesScalar) {
                         Describe(c));
       }
     }
+  }
+}
+
+// kernels/kv_q8.h's layout, byte for byte: a row stored in pieces holds
+// the blocks quantize_row(kQ8_0) makes, where the header says, and reads
+// back as them; other rows' bytes are untouched.
+TEST(FloatOpsTest, Q8KvLayoutHoldsGgmlBlocks) {
+  using kernels::KvSide;
+  const int64_t dim = 96, rows = 37;
+  const auto x = Random(rows * dim, -3.0f, 3.0f, 71);
+  for (KvSide side : {KvSide::kKeys, KvSide::kValues}) {
+    const int64_t group = kernels::KvQ8GroupBytes(side, dim);
+    std::vector<uint8_t> cache(3 * group, 0xEE);
+    for (int64_t r = 0; r < rows; ++r) {
+      kernels::KvQ8StoreRow(side, cache.data(), dim, r, 32, x.data() + r * dim + 32, 64);  // chunks 1, 2
+      kernels::KvQ8StoreRow(side, cache.data(), dim, r, 0, x.data() + r * dim, 32);        // then chunk 0
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<kernels::BlockQ8_0> want(dim / 32);
+      Scalar().quantize_row(DType::kQ8_0, want.data(), x.data() + r * dim, dim);
+      const uint8_t* g = cache.data() + r / 16 * group;
+      const int64_t lane = r % 16;
+      for (int64_t c = 0; c < dim / 32; ++c) {
+        const kernels::BlockQ8_0 got = kernels::KvQ8Block(side, cache.data(), dim, r, c);
+        ASSERT_EQ(std::memcmp(&got, &want[c], sizeof(got)), 0) << "row " << r << " chunk " << c;
+        int16_t sum = 0;
+        for (int i = 0; i < 32; ++i) {
+          const uint8_t at = side == KvSide::kKeys ? g[c * 576 + (i / 4) * 64 + lane * 4 + i % 4]
+                                                   : g[lane * dim + c * 32 + i];
+          ASSERT_EQ(static_cast<int8_t>(at), want[c].qs[i]) << "row " << r << " element " << c * 32 + i;
+          sum = static_cast<int16_t>(sum + want[c].qs[i]);
+        }
+        uint16_t d;
+        std::memcpy(&d, side == KvSide::kKeys ? g + c * 576 + 512 + lane * 2 : g + 16 * dim + (c * 16 + lane) * 2, 2);
+        EXPECT_EQ(d, want[c].d);
+        if (side == KvSide::kKeys) {
+          int16_t stored;
+          std::memcpy(&stored, g + c * 576 + 544 + lane * 2, 2);
+          EXPECT_EQ(stored, sum);
+        }
+        EXPECT_FLOAT_EQ(kernels::KvQ8Element(side, cache.data(), dim, r, c * 32 + 5),
+                        F16ToF32(want[c].d) * want[c].qs[5]);
+      }
+    }
+    // Row 40 (lane 8 of the last group) was never written.
+    if (side == KvSide::kValues) EXPECT_EQ(cache[2 * group + 8 * dim], 0xEE);
   }
 }
 

@@ -66,28 +66,36 @@ TEST(KvPoolTest, BudgetGivesBlockCount) {
 // 2 layers x (64 + 32) elements is 2 * 16 * (68 + 34) = 3264 bytes, 0.53x
 // f16's; CopyBlock moves whole rows (every byte of a block's quants and
 // scales); and rows that are not whole blocks are refused.
-TEST(KvPoolTest, Q8PoolSizesRowsInBlocksAndCopiesThem) {
-  EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 16, DType::kQ8_0), 3264);
+TEST(KvPoolTest, Q8PoolSizesGroupsInBlocksAndCopiesThem) {
+  // Per layer and 16 rows (kernels/kv_q8.h): keys 2 chunks x (512 quants +
+  // 32 scales + 32 sums), values 16 x 32 quants + 16 scales, padded to 576.
+  EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 16, DType::kQ8_0), 2 * (1152 + 576));
+  EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 32, DType::kQ8_0), 4 * (1152 + 576));
   EXPECT_EQ(KvPool::BytesPerBlock(2, 64, 32, 16, DType::kF16), 6144);
-  auto pool = KvPool::Create(2, 64, 32, 16, 3264 * 4, DType::kQ8_0);
+  auto pool = KvPool::Create(2, 64, 32, 16, 3456 * 4, DType::kQ8_0);
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
   KvPool& p = **pool;
   EXPECT_EQ(p.total_blocks(), 4);
-  const int64_t k_row = 68, v_row = 34;  // bytes
+  const int64_t k_block = 1152, v_block = 576;  // bytes of a block in one layer
   // Block 1's bytes in layer 1, then copied to block 3.
   auto* k = static_cast<uint8_t*>(p.k_data(1));
   auto* v = static_cast<uint8_t*>(p.v_data(1));
-  for (int64_t i = 0; i < 16 * k_row; ++i) k[16 * k_row + i] = static_cast<uint8_t>(i * 7 + 1);
-  for (int64_t i = 0; i < 16 * v_row; ++i) v[16 * v_row + i] = static_cast<uint8_t>(i * 5 + 3);
+  for (int64_t i = 0; i < k_block; ++i) k[k_block + i] = static_cast<uint8_t>(i * 7 + 1);
+  for (int64_t i = 0; i < v_block; ++i) v[v_block + i] = static_cast<uint8_t>(i * 5 + 3);
   p.CopyBlock(3, 1);
-  for (int64_t i = 0; i < 16 * k_row; ++i) ASSERT_EQ(k[3 * 16 * k_row + i], static_cast<uint8_t>(i * 7 + 1)) << i;
-  for (int64_t i = 0; i < 16 * v_row; ++i) ASSERT_EQ(v[3 * 16 * v_row + i], static_cast<uint8_t>(i * 5 + 3)) << i;
-  EXPECT_EQ(k[2 * 16 * k_row], 0);  // block 2 untouched
+  for (int64_t i = 0; i < k_block; ++i) ASSERT_EQ(k[3 * k_block + i], static_cast<uint8_t>(i * 7 + 1)) << i;
+  for (int64_t i = 0; i < v_block; ++i) ASSERT_EQ(v[3 * v_block + i], static_cast<uint8_t>(i * 5 + 3)) << i;
+  EXPECT_EQ(k[2 * k_block], 0);  // block 2 untouched
 
   auto ragged = KvPool::Create(2, 48, 32, 16, 1 << 20, DType::kQ8_0);
   ASSERT_FALSE(ragged.ok());
   EXPECT_EQ(ragged.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(ragged.status().message().find("48"), std::string::npos) << ragged.status().message();
+  auto short_pages = KvPool::Create(2, 64, 32, 8, 1 << 20, DType::kQ8_0);
+  ASSERT_FALSE(short_pages.ok());
+  EXPECT_EQ(short_pages.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(short_pages.status().message().find("multiple of 16 tokens"), std::string::npos)
+      << short_pages.status().message();
   EXPECT_EQ(KvPool::Create(2, 64, 32, 16, 1 << 20, DType::kQ4_0).status().code(), StatusCode::kInvalidArgument);
 }
 

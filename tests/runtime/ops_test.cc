@@ -131,8 +131,8 @@ TEST(OpsTest, AttentionPrologueEqualsTheSameWorkDoneFirst) {
       const Region kr{s.row0, s.n_tokens, g0 * kHeadDim, (g1 - g0) * kHeadDim};
       RopeRegion(ctx, q, kHeadDim, pos.data(), kHeadDim, 10000.0f, 1.0f, RopeLayout::kNormal, qr);
       RopeRegion(ctx, k, kHeadDim, pos.data(), kHeadDim, 10000.0f, 1.0f, RopeLayout::kNormal, kr);
-      ScatterRegion(ctx, ck.mutable_data<float>(), DType::kF32, kKvDim, k, slots.data(), kr);
-      ScatterRegion(ctx, cv.mutable_data<float>(), DType::kF32, kKvDim, v, slots.data(), kr);
+      ScatterRegion(ctx, ck.mutable_data<float>(), DType::kF32, kKvDim, k, slots.data(), kr, kernels::KvSide::kKeys);
+      ScatterRegion(ctx, cv.mutable_data<float>(), DType::kF32, kKvDim, v, slots.data(), kr, kernels::KvSide::kValues);
     };
 
     Tensor q_ref = copy(q0), k_ref = copy(k0), ck_ref = copy(cache0_k), cv_ref = copy(cache0_v);

@@ -363,9 +363,14 @@ TEST_F(EngineTest, EchoWithoutGenerationScoresThePrompt) {
 }
 
 // A q8_0 KV cache (--kv-type q8_0) against the default f16 one, on the
-// same 130-token text scored in one forward: the log-likelihood of each
-// next token moves little and the most likely token is almost always the
-// same. Then a batch on a q8_0 cache equals each request alone, as on f16.
+// same 220-token text scored in one forward (four copies of a paragraph, so
+// the later copies lean on attention): the log-likelihood of each next
+// token moves little and the most likely token is almost always the same.
+// The model's activations are quantized before every matmul, so a change
+// of a float's last bit anywhere moves these figures (f16 itself scores
+// 0.007 apart on the AVX2 and AVX-512 kernels over the 110-token text):
+// over 220 tokens the mean is steadier, and the top token is held to 97%
+// of positions. Then a batch on a q8_0 cache equals each request alone.
 TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
   std::string text;
   for (const char* s : {"The river runs past the old mill and under the stone bridge. ",
@@ -374,9 +379,9 @@ TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
                         "Each spring the water rises and the miller worries about his wheel. "}) {
     text += s;
   }
-  const std::vector<int32_t> prompt = Prompt(text + text);
+  const std::vector<int32_t> prompt = Prompt(text + text + text + text);
   const int64_t n = static_cast<int64_t>(prompt.size()), n_vocab = model_->config().n_vocab;
-  ASSERT_GT(n, 100);
+  ASSERT_GT(n, 200);
   auto score = [&](DType kv, std::vector<double>* logprob, std::vector<int32_t>* argmax) {
     auto pool = model_->NewKvPool(16, int64_t{64} << 20, kv);
     ASSERT_TRUE(pool.ok()) << pool.status().ToString();
@@ -411,7 +416,7 @@ TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
               "same top token at %d\n", lp16.size(), mean8, mean16, max_diff, same_top);
   EXPECT_NEAR(mean8, mean16, 0.01);
   EXPECT_LT(max_diff, 0.75);
-  EXPECT_GE(same_top, static_cast<int>(lp16.size()) - 3);
+  EXPECT_GE(same_top, static_cast<int>(0.97 * static_cast<double>(lp16.size())));
 
   EngineOptions q8;
   q8.kv_dtype = DType::kQ8_0;
