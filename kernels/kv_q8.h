@@ -32,6 +32,7 @@ enum class KvSide { kKeys, kValues };
 
 constexpr int64_t kKvQ8Rows = 16;
 constexpr int64_t kKvQ8KeyChunk = 512 + 32 + 32;  // quants, scales, sums
+constexpr int64_t kKvQ8MaxRow = 4096;  // elements of a query row (KvQ8QuantizeQuery)
 
 // Bytes of one group of 16 rows of `dim` elements.
 inline int64_t KvQ8GroupBytes(KvSide side, int64_t dim) {
@@ -48,11 +49,12 @@ void KvQ8StoreRow(KvSide side, void* base, int64_t dim, int64_t row, int64_t col
 // Block `chunk` (elements [32 chunk, 32 chunk + 32)) of row `row`, as GGML's q8_0 block.
 BlockQ8_0 KvQ8Block(KvSide side, const void* base, int64_t dim, int64_t row, int64_t chunk);
 
-// A query row of n elements (a multiple of 32) as attention over a q8_0
-// cache reads it: hi = x quantized to q8_0, lo = what hi misses (x - hi's
-// values) quantized to q8_0 again. A score's integer dot products with a
-// key's quants then carry about 15 bits of the query, not 8: one level
-// alone moved SmolLM2's mean log-likelihood 7x further from f16's.
+// A query row of n elements (a multiple of 32, at most kKvQ8MaxRow) as
+// attention over a q8_0 cache reads it: hi = x quantized to q8_0, lo = what
+// hi misses (x - hi's values) quantized to q8_0 again. A score's integer
+// dot products with a key's quants then carry about 15 bits of the query,
+// not 8: one level alone moved SmolLM2's mean log-likelihood over a
+// 110-token text 0.0096 from f16's, two 0.0008.
 void KvQ8QuantizeQuery(const float* x, int64_t n, BlockQ8_0* hi, BlockQ8_0* lo);
 
 // Element e of row `row`, as f32: its block's d times its quant.

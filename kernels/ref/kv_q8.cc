@@ -24,34 +24,41 @@ void KvQ8StoreRow(KvSide side, void* base, int64_t dim, int64_t row, int64_t col
                static_cast<long long>(n), static_cast<long long>(dim), kQK);
   uint8_t* g = Group(side, base, dim, row);
   const int64_t lane = row % kKvQ8Rows;
-  for (int64_t c = col0 / kQK; c < (col0 + n) / kQK; ++c) {
-    BlockQ8_0 b;
-    Cpu().quantize_row(DType::kQ8_0, &b, x + (c * kQK - col0), kQK);
-    if (side == KvSide::kKeys) {
-      uint8_t* chunk = g + c * kKvQ8KeyChunk;
-      int16_t sum = 0;
-      for (int i = 0; i < kQK; ++i) {
-        chunk[(i / 4) * 64 + lane * 4 + i % 4] = static_cast<uint8_t>(b.qs[i]);
-        sum = static_cast<int16_t>(sum + b.qs[i]);
+  BlockQ8_0 blocks[kKvQ8MaxRow / kQK];
+  for (int64_t piece = 0; piece < n; piece += kKvQ8MaxRow) {
+    const int64_t m = n - piece < kKvQ8MaxRow ? n - piece : kKvQ8MaxRow;
+    Cpu().quantize_row(DType::kQ8_0, blocks, x + piece, m);  // one call: a decode step makes thousands
+    for (int64_t i = 0; i < m / kQK; ++i) {
+      const BlockQ8_0& b = blocks[i];
+      const int64_t c = (col0 + piece) / kQK + i;
+      if (side == KvSide::kKeys) {
+        uint8_t* chunk = g + c * kKvQ8KeyChunk;
+        int16_t sum = 0;
+        for (int e = 0; e < kQK; ++e) {
+          chunk[(e / 4) * 64 + lane * 4 + e % 4] = static_cast<uint8_t>(b.qs[e]);
+          sum = static_cast<int16_t>(sum + b.qs[e]);
+        }
+        std::memcpy(chunk + 512 + lane * 2, &b.d, 2);
+        std::memcpy(chunk + 544 + lane * 2, &sum, 2);
+      } else {
+        std::memcpy(g + lane * dim + c * kQK, b.qs, kQK);
+        std::memcpy(g + kKvQ8Rows * dim + (c * kKvQ8Rows + lane) * 2, &b.d, 2);
       }
-      std::memcpy(chunk + 512 + lane * 2, &b.d, 2);
-      std::memcpy(chunk + 544 + lane * 2, &sum, 2);
-    } else {
-      std::memcpy(g + lane * dim + c * kQK, b.qs, kQK);
-      std::memcpy(g + kKvQ8Rows * dim + (c * kKvQ8Rows + lane) * 2, &b.d, 2);
     }
   }
 }
 
 void KvQ8QuantizeQuery(const float* x, int64_t n, BlockQ8_0* hi, BlockQ8_0* lo) {
+  ATRIUM_CHECK(n % kQK == 0 && n <= kKvQ8MaxRow, "q8_0 kv query: %lld elements, not whole blocks of %d up to %lld",
+               static_cast<long long>(n), kQK, static_cast<long long>(kKvQ8MaxRow));
   const CpuKernels& k = Cpu();
   k.quantize_row(DType::kQ8_0, hi, x, n);
-  float rest[kQK];
+  float rest[kKvQ8MaxRow];
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float d = F16ToF32(hi[b].d);
-    for (int i = 0; i < kQK; ++i) rest[i] = x[b * kQK + i] - d * static_cast<float>(hi[b].qs[i]);
-    k.quantize_row(DType::kQ8_0, lo + b, rest, kQK);
+    for (int i = 0; i < kQK; ++i) rest[b * kQK + i] = x[b * kQK + i] - d * static_cast<float>(hi[b].qs[i]);
   }
+  k.quantize_row(DType::kQ8_0, lo, rest, n);
 }
 
 BlockQ8_0 KvQ8Block(KvSide side, const void* base, int64_t dim, int64_t row, int64_t chunk) {
