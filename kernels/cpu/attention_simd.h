@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "kernels/cpu/float_simd.h"
@@ -467,13 +468,9 @@ void AttentionT(float* out, int64_t out_stride, const float* q, int64_t q_stride
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
                       softcap, window, head_begin, head_end, scratch, next);
-  } else if (kv_type == DType::kQ8_0) {
-    // The q8_0 layout (kernels/kv_q8.h) is read with VNNI
-    // (attention_q8_avx512.h); a table without it reads it with the scalar kernel.
-    CpuFor(Isa::kScalar)->attention(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks, block_tokens,
-                                    n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale, softcap, window,
-                                    head_begin, head_end, scratch, next);
   } else {
+    ATRIUM_CHECK(kv_type == DType::kF32, "attention: a %s cache goes to attention_q8.h, not here",
+                 std::string(DTypeName(kv_type)).c_str());
     AttentionTyped<V>(out, out_stride, q, q_stride, static_cast<const float*>(k), static_cast<const float*>(v),
                       kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
                       softcap, window, head_begin, head_end, scratch, next);

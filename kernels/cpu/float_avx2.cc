@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/attention_q8_avx2.h"
 #include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
 
@@ -90,6 +91,6 @@ struct V {
 
 }  // namespace
 
-void FillFloat(CpuKernels& t) { FillFloatTable<V>(t); }
+void FillFloat(CpuKernels& t) { FillFloatTable<V, Q8Avx2>(t); }
 
 }  // namespace atrium::kernels::avx2

@@ -6,9 +6,9 @@
 
 #include <immintrin.h>
 
+#include "kernels/cpu/attention_q8_avx512.h"
 #include "kernels/cpu/float_table.h"
 #include "kernels/cpu/variants.h"
-#include "kernels/cpu/attention_q8_avx512.h"
 
 namespace atrium::kernels::avx512 {
 namespace {
@@ -75,32 +75,8 @@ struct V {
   }
 };
 
-// A q8_0 cache's layout is read with VNNI (attention_q8_avx512.h; heads
-// longer than its accumulators by the scalar kernel), f16 and f32 caches by
-// the shared kernel.
-void Attention(float* out, int64_t out_stride, const float* q, int64_t q_stride, const void* k, const void* v,
-               DType kv_type, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens, int64_t n_tokens,
-               int64_t q_pos0, int64_t n_kv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
-               float softcap, int64_t window, int64_t head_begin, int64_t head_end, float* scratch,
-               const AttentionNext* next) {
-  if (kv_type == DType::kQ8_0 && head_dim > kQ8MaxHeadDim) {
-    return CpuFor(Isa::kScalar)->attention(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks,
-                                           block_tokens, n_tokens, q_pos0, n_kv, n_heads, n_kv_heads, head_dim, scale,
-                                           softcap, window, head_begin, head_end, scratch, next);
-  }
-  if (kv_type == DType::kQ8_0) {
-    return AttentionQ8<V>(out, out_stride, q, q_stride, k, v, kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv,
-                          n_heads, n_kv_heads, head_dim, scale, softcap, window, head_begin, head_end, next);
-  }
-  AttentionT<V>(out, out_stride, q, q_stride, k, v, kv_type, kv_stride, blocks, block_tokens, n_tokens, q_pos0, n_kv,
-                n_heads, n_kv_heads, head_dim, scale, softcap, window, head_begin, head_end, scratch, next);
-}
-
 }  // namespace
 
-void FillFloat(CpuKernels& t) {
-  FillFloatTable<V>(t);
-  t.attention = Attention;
-}
+void FillFloat(CpuKernels& t) { FillFloatTable<V, Q8Avx512>(t); }
 
 }  // namespace atrium::kernels::avx512
