@@ -1,6 +1,7 @@
-// Internal: SIMD causal grouped-query attention over the vector interface V of
-// float_simd.h (include that first). Instantiated by float_avx2.cc and
-// float_avx512.cc; internal linkage for the same reason as float_simd.h.
+// Internal: SIMD causal grouped-query attention over an f32 or f16 KV cache
+// (a q8_0 one: attention_q8.h), over the vector interface V of float_simd.h
+// (include that first). Instantiated by float_avx2.cc and float_avx512.cc;
+// internal linkage for the same reason as float_simd.h.
 //
 // Per (kv head, token): the query heads that share the kv head walk the
 // visible keys together in blocks (online softmax), so K and V are read from
@@ -22,12 +23,8 @@
 namespace atrium::kernels {
 namespace {
 
-// The elements an f32 or f16 cache holds (float, uint16_t); rows are
-// pointers to their first element.
-template <typename E>
-inline const E* Elems(const E* row, int64_t n) { return row + n; }
-
-// Elements [d, d + lanes) of a row, as f32 (d a multiple of the lanes).
+// Elements [d, d + lanes) of a row of an f32 or f16 cache (E float or
+// uint16_t), as f32 (d a multiple of the lanes).
 template <class V>
 inline typename V::T LoadE(const float* row, int64_t d) { return V::Load(row + d); }
 template <class V>
@@ -405,7 +402,6 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
-  const int64_t stride = kv_stride;
   // Visible keys of the query at position p, of n keys, are the contiguous range [begin, end).
   auto visible = [&](int64_t p, int64_t n) {
     return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
@@ -414,8 +410,8 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
   KeyRange<E> after;
   if (next != nullptr && next->n_kv > 0) {
     const auto [b, e] = visible(next->q_pos0, next->n_kv);
-    after = {{Elems(static_cast<const E*>(next->k), next->kv_head * head_dim),
-              Elems(static_cast<const E*>(next->v), next->kv_head * head_dim), stride, next->blocks, block_tokens},
+    after = {{static_cast<const E*>(next->k) + next->kv_head * head_dim,
+              static_cast<const E*>(next->v) + next->kv_head * head_dim, kv_stride, next->blocks, block_tokens},
              b, e};
   }
   const int64_t g_end = (head_end + group - 1) / group;
@@ -424,12 +420,12 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
   for (int64_t g = head_begin / group; g < g_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;
     const int64_t h1 = (g + 1) * group < head_end ? (g + 1) * group : head_end;
-    const KeyRows<E> kv{Elems(k, g * head_dim), Elems(v, g * head_dim), stride, blocks, block_tokens};
+    const KeyRows<E> kv{k + g * head_dim, v + g * head_dim, kv_stride, blocks, block_tokens};
     // Read after this kv head's last token: the next kv head's first keys.
     KeyRange<E> then_g = after;
     if (g + 1 < g_end) {
       const auto [b, e] = visible(q_pos0, n_kv);
-      then_g = {{Elems(kv.k, head_dim), Elems(kv.v, head_dim), stride, blocks, block_tokens}, b, e};
+      then_g = {{kv.k + head_dim, kv.v + head_dim, kv_stride, blocks, block_tokens}, b, e};
     }
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t p = q_pos0 + t;
