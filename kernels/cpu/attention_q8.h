@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/float_simd.h"
 #include "kernels/kernels.h"
 #include "kernels/kv_q8.h"
@@ -91,6 +92,10 @@ struct Q8Query {
   float d[2][kQ8Heads][kQ8MaxHeadDim / kQK];
 };
 
+// One head's softmax weights of a group's 16 keys times their V block
+// scales, per chunk of the head.
+using Q8Weights = float[kQ8MaxHeadDim / kQK][kKvQ8Rows];
+
 template <bool kUnsigned>
 inline void QuantizeQuery(Q8Query& out, const float* q_heads, int64_t nh, int64_t head_dim, float scale) {
   BlockQ8_0 b[2][kQ8MaxHeadDim / kQK];
@@ -117,6 +122,7 @@ void AttendQ8(float* out, const float* q_heads, const Q8Head& kv, int64_t begin,
   QuantizeQuery<Ops::kUnsignedQuery>(q, q_heads, NH, head_dim, scale);
   alignas(64) float acc[NH][kQ8MaxHeadDim];
   alignas(64) float p[NH][kQ8BlockKeys];
+  alignas(64) Q8Weights w[NH];
   float max[NH], sum[NH];
   for (int h = 0; h < NH; ++h) {
     max[h] = -INFINITY;
@@ -152,11 +158,21 @@ void AttendQ8(float* out, const float* q_heads, const Q8Head& kv, int64_t begin,
       }
     }
     // The weighted sum; after the last block's first group, the first keys
-    // of what this thread reads next.
+    // of what this thread reads next. Each key's weight is multiplied by
+    // its V block scales first, so the Ops weight V's quants directly.
     for (int64_t j = j0; j < j1; j += kKvQ8Rows) {
       if (j == j0 && j1 >= end && then != nullptr) then->FetchKeys(then_key);
       const int64_t lo = begin > j ? begin - j : 0, hi = end - j < kKvQ8Rows ? end - j : kKvQ8Rows;
-      Ops::template Values<NH>(acc[0], kQ8MaxHeadDim, p, j - j0, kv, j, lo, hi);
+      const uint8_t* g = kv.ValueGroup(j);
+      const auto* dv = reinterpret_cast<const uint16_t*>(g + kKvQ8Rows * kv.dim) + kv.chunk0 * kKvQ8Rows;
+      for (int h = 0; h < NH; ++h) {
+        for (int64_t c = 0; c < kv.chunks; ++c) {
+          for (int64_t i = 0; i < kKvQ8Rows; i += V::kLanes) {
+            V::Store(w[h][c] + i, V::Mul(V::Load(p[h] + (j - j0) + i), V::LoadHalf(dv + c * kKvQ8Rows + i)));
+          }
+        }
+      }
+      Ops::template Values<NH>(acc[0], kQ8MaxHeadDim, w, g + kv.chunk0 * kQK, kv.dim, kv.chunks, lo, hi);
     }
   }
   for (int h = 0; h < NH; ++h) {
@@ -179,9 +195,7 @@ void AttentionQ8(float* out, int64_t out_stride, const float* q, int64_t q_strid
                static_cast<long long>(kv_stride), kQK, static_cast<long long>(block_tokens),
                static_cast<long long>(kKvQ8Rows));
   const int64_t group = n_heads / n_kv_heads;
-  auto visible = [&](int64_t p, int64_t n) {
-    return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
-  };
+  auto visible = [&](int64_t p, int64_t n) { return VisibleKeys(p, n, window); };
   const int64_t g_end = (head_end + group - 1) / group;
   for (int64_t g = head_begin / group; g < g_end; ++g) {
     const int64_t h0 = g * group > head_begin ? g * group : head_begin;

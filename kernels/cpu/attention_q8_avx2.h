@@ -60,33 +60,20 @@ struct Q8Avx2 {
     }
   }
 
-  // The group at key j's rows [r0, r1) into NH heads' accumulators (rows
-  // acc_stride apart), with the weights e[h][at + r] of its keys, 16 dims
-  // (two registers per head) at a time.
+  // acc_h += sum over the group's rows r in [r0, r1) of w[h][c][r] times
+  // row r's quants of chunk c (as Q8Avx512::Values), 16 dims (two
+  // registers per head) at a time.
   template <int NH>
-  static void Values(float* acc, int64_t acc_stride, const float (*e)[kQ8BlockKeys], int64_t at, const Q8Head& kv,
-                     int64_t j, int64_t r0, int64_t r1) {
-    const uint8_t* g = kv.ValueGroup(j);
-    const uint8_t* scales = g + kKvQ8Rows * kv.dim + kv.chunk0 * kKvQ8Rows * 2;
-    alignas(32) float w[NH][kQ8MaxHeadDim / kQK][16];
-    for (int64_t c = 0; c < kv.chunks; ++c) {
-      for (int half = 0; half < 2; ++half) {
-        const __m256 dv = _mm256_cvtph_ps(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + c * kKvQ8Rows * 2 + half * 16)));
-        for (int h = 0; h < NH; ++h) {
-          _mm256_store_ps(w[h][c] + 8 * half, _mm256_mul_ps(_mm256_loadu_ps(e[h] + at + 8 * half), dv));
-        }
-      }
-    }
-    const uint8_t* rows = g + kv.chunk0 * kQK;
-    for (int64_t d = 0; d < kv.chunks * kQK; d += 16) {
+  static void Values(float* acc, int64_t acc_stride, const Q8Weights* w, const uint8_t* rows, int64_t dim,
+                     int64_t chunks, int64_t r0, int64_t r1) {
+    for (int64_t d = 0; d < chunks * kQK; d += 16) {
       __m256 a[NH][2];
       for (int h = 0; h < NH; ++h) {
         a[h][0] = _mm256_loadu_ps(acc + h * acc_stride + d);
         a[h][1] = _mm256_loadu_ps(acc + h * acc_stride + d + 8);
       }
       for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = rows + r * kv.dim + d;
+        const uint8_t* row = rows + r * dim + d;
         const __m256 x0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row))));
         const __m256 x1 =
             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 8))));

@@ -14,12 +14,12 @@ namespace atrium::kernels {
 namespace {
 
 // acc_h += sum over rows r in [r0, r1) of the group of w[h][c][r] times
-// row r's quants of chunk c, for NH heads (acc rows head_dim apart) and
+// row r's quants of chunk c, for NH heads (acc rows acc_stride apart) and
 // the SC chunks from chunk c0 of the head: NH * 2 SC accumulators in
-// registers. w already holds each row's softmax weight times its block scale.
+// registers.
 template <int NH, int SC>
-inline void Q8GroupValuesSlice(float* acc, int64_t acc_stride, int64_t c0, const float (*w)[kQ8MaxHeadDim / kQK][16],
-                               const uint8_t* rows, int64_t dim, int64_t r0, int64_t r1) {
+inline void Q8GroupValuesSlice(float* acc, int64_t acc_stride, int64_t c0, const Q8Weights* w, const uint8_t* rows,
+                               int64_t dim, int64_t r0, int64_t r1) {
   __m512 a[NH][2 * SC];
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < 2 * SC; ++i) a[h][i] = _mm512_loadu_ps(acc + h * acc_stride + c0 * kQK + 16 * i);
@@ -39,25 +39,6 @@ inline void Q8GroupValuesSlice(float* acc, int64_t acc_stride, int64_t c0, const
   }
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < 2 * SC; ++i) _mm512_storeu_ps(acc + h * acc_stride + c0 * kQK + 16 * i, a[h][i]);
-}
-
-// The group at key j's rows [r0, r1) into NH heads' accumulators (rows
-// acc_stride apart), with the weights e[h][at + r] of its keys.
-template <int NH>
-inline void Q8GroupValues(float* acc, int64_t acc_stride, const float (*e)[kQ8BlockKeys], int64_t at,
-                          const Q8Head& kv, int64_t j, int64_t r0, int64_t r1) {
-  const uint8_t* g = kv.ValueGroup(j);
-  const uint8_t* scales = g + kKvQ8Rows * kv.dim + kv.chunk0 * kKvQ8Rows * 2;
-  alignas(64) float w[NH][kQ8MaxHeadDim / kQK][16];
-  for (int64_t c = 0; c < kv.chunks; ++c) {
-    const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + c * kKvQ8Rows * 2)));
-    for (int h = 0; h < NH; ++h) _mm512_store_ps(w[h][c], _mm512_mul_ps(_mm512_loadu_ps(e[h] + at), dv));
-  }
-  const uint8_t* rows = g + kv.chunk0 * kQK;
-  constexpr int kSC = NH <= 4 ? 2 : 1;
-  int64_t c = 0;
-  for (; c + kSC <= kv.chunks; c += kSC) Q8GroupValuesSlice<NH, kSC>(acc, acc_stride, c, w, rows, kv.dim, r0, r1);
-  for (; c < kv.chunks; ++c) Q8GroupValuesSlice<NH, 1>(acc, acc_stride, c, w, rows, kv.dim, r0, r1);
 }
 
 // attention_q8.h's Ops with AVX-512 VNNI.
@@ -101,11 +82,16 @@ struct Q8Avx512 {
     }
   }
 
-  // The group at key j's rows [r0, r1) into NH heads' accumulators.
+  // acc_h += sum over the group's rows r in [r0, r1) of w[h][c][r] times
+  // row r's quants of chunk c (rows: the head's slice of the group's first
+  // row, rows dim bytes apart).
   template <int NH>
-  static void Values(float* acc, int64_t acc_stride, const float (*e)[kQ8BlockKeys], int64_t at, const Q8Head& kv,
-                     int64_t j, int64_t r0, int64_t r1) {
-    Q8GroupValues<NH>(acc, acc_stride, e, at, kv, j, r0, r1);
+  static void Values(float* acc, int64_t acc_stride, const Q8Weights* w, const uint8_t* rows, int64_t dim,
+                     int64_t chunks, int64_t r0, int64_t r1) {
+    constexpr int kSC = NH <= 4 ? 2 : 1;
+    int64_t c = 0;
+    for (; c + kSC <= chunks; c += kSC) Q8GroupValuesSlice<NH, kSC>(acc, acc_stride, c, w, rows, dim, r0, r1);
+    for (; c < chunks; ++c) Q8GroupValuesSlice<NH, 1>(acc, acc_stride, c, w, rows, dim, r0, r1);
   }
 };
 

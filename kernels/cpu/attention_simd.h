@@ -395,6 +395,12 @@ void AttendOne(float* out, const float* qh, const KeyRows<E>& kv, int64_t begin,
   Map1<V>(out, out, head_dim, [&](auto a) { return V::Mul(a, inv); });
 }
 
+// The keys a query at position p sees, of n: the contiguous range
+// [begin, end) (kernels.h: j <= p, and p - j < window when window > 0).
+inline std::pair<int64_t, int64_t> VisibleKeys(int64_t p, int64_t n, int64_t window) {
+  return {window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
+}
+
 template <class V, typename E>
 void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_stride, const E* k,
                     const E* v, int64_t kv_stride, const int32_t* blocks, int64_t block_tokens,
@@ -402,10 +408,7 @@ void AttentionTyped(float* out, int64_t out_stride, const float* q, int64_t q_st
                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float softcap,
                 int64_t window, int64_t head_begin, int64_t head_end, float* scratch, const AttentionNext* next) {
   const int64_t group = n_heads / n_kv_heads;
-  // Visible keys of the query at position p, of n keys, are the contiguous range [begin, end).
-  auto visible = [&](int64_t p, int64_t n) {
-    return std::pair<int64_t, int64_t>{window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, p + 1 < n ? p + 1 : n};
-  };
+  auto visible = [&](int64_t p, int64_t n) { return VisibleKeys(p, n, window); };
   // What this thread reads after this call.
   KeyRange<E> after;
   if (next != nullptr && next->n_kv > 0) {

@@ -11,10 +11,8 @@
 namespace atrium::kernels {
 namespace {
 
-// Where row `row`'s group starts, and its lane.
-uint8_t* Group(KvSide side, void* base, int64_t dim, int64_t row) {
-  return static_cast<uint8_t*>(base) + row / kKvQ8Rows * KvQ8GroupBytes(side, dim);
-}
+// Bytes from the cache's start to row `row`'s group.
+int64_t GroupOffset(KvSide side, int64_t dim, int64_t row) { return row / kKvQ8Rows * KvQ8GroupBytes(side, dim); }
 
 }  // namespace
 
@@ -22,7 +20,7 @@ void KvQ8StoreRow(KvSide side, void* base, int64_t dim, int64_t row, int64_t col
   ATRIUM_CHECK(dim % kQK == 0 && col0 % kQK == 0 && n % kQK == 0 && col0 + n <= dim,
                "q8_0 kv row: elements [%lld, +%lld) of a row of %lld, in blocks of %d", static_cast<long long>(col0),
                static_cast<long long>(n), static_cast<long long>(dim), kQK);
-  uint8_t* g = Group(side, base, dim, row);
+  uint8_t* g = static_cast<uint8_t*>(base) + GroupOffset(side, dim, row);
   const int64_t lane = row % kKvQ8Rows;
   BlockQ8_0 blocks[kKvQ8MaxRow / kQK];
   for (int64_t piece = 0; piece < n; piece += kKvQ8MaxRow) {
@@ -62,7 +60,7 @@ void KvQ8QuantizeQuery(const float* x, int64_t n, BlockQ8_0* hi, BlockQ8_0* lo) 
 }
 
 BlockQ8_0 KvQ8Block(KvSide side, const void* base, int64_t dim, int64_t row, int64_t chunk) {
-  const uint8_t* g = Group(side, const_cast<void*>(base), dim, row);
+  const uint8_t* g = static_cast<const uint8_t*>(base) + GroupOffset(side, dim, row);
   const int64_t lane = row % kKvQ8Rows;
   BlockQ8_0 b;
   if (side == KvSide::kKeys) {

@@ -129,9 +129,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   bench_serve->add_option("--kv-mib", serve_flags.kv_mib, "Paged KV pool size in MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  bench_serve->add_option("--kv-type", serve_flags.kv_type,
-                          "KV cache element type: f16, q8_0 (about half the memory and attention reads of f16, "
-                          "as llama.cpp's -ctk/-ctv q8_0) or f32")
+  bench_serve->add_option("--kv-type", serve_flags.kv_type, atrium::kKvTypeHelp)
       ->capture_default_str()->check(atrium::KvTypeNameError);
   bench_serve->add_flag("--kv-lazy", serve_flags.kv_lazy,
                         "Commit the KV pool's memory as blocks first fill instead of at start (the page "
@@ -167,9 +165,7 @@ int main(int argc, char** argv) {
   serve->add_option("--worker-binary", serve_run_flags.worker_binary, "atrium-worker (default: next to atrium)");
   serve->add_option("--kv-mib", serve_run_flags.kv_mib, "Paged KV pool per resident model per worker, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  serve->add_option("--kv-type", serve_run_flags.kv_type,
-                    "KV cache element type: f16, q8_0 (about half f16's memory: ~1.9x the tokens per --kv-mib, "
-                    "as llama.cpp's -ctk/-ctv q8_0) or f32")
+  serve->add_option("--kv-type", serve_run_flags.kv_type, atrium::kKvTypeHelp)
       ->capture_default_str()->check(atrium::KvTypeNameError);
   serve->add_option("--budget-mib", serve_run_flags.budget_mib, "Memory for resident models per worker, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

@@ -41,7 +41,7 @@ struct EngineOptions {
   bool kv_commit = true;
   // f16 (llama.cpp's default) holds twice the tokens and halves attention's
   // reads; f32 is exact to the single-request path (Session, atrium generate);
-  // q8_0 (llama.cpp's --cache-type-k/v q8_0) holds 1.9x f16's tokens and
+  // q8_0 (llama.cpp's --cache-type-k/v q8_0) holds 1.8x f16's tokens and
   // reads about half its bytes, at a small cost in precision.
   DType kv_dtype = DType::kF16;
   size_t max_queue = 1024;                       // waiting requests; beyond, Submit refuses
@@ -56,6 +56,10 @@ StatusOr<DType> KvTypeFromName(std::string_view name);
 // KvTypeFromName's message for a bad name, "" for a good one: a flag
 // parser's check (CLI11's ->check).
 std::string KvTypeNameError(const std::string& name);
+// The --kv-type flag's help, the same in every command that takes it.
+inline constexpr const char* kKvTypeHelp =
+    "KV cache element type: f16, q8_0 (about half f16's memory and attention reads: ~1.8x the tokens per "
+    "--kv-mib, as llama.cpp's -ctk/-ctv q8_0) or f32";
 
 // What one step gives a request. Spans are valid during the callback only.
 struct StreamDelta {

@@ -50,7 +50,7 @@ void AddWorkerFlags(CLI::App& app, WorkerOptions& o) {
   app.add_option("-t,--threads", o.threads, "Compute threads (0: one per core)")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "Paged KV pool per resident model, MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--kv-type", o.kv_type, "KV cache element type: f16, q8_0 (about half f16's memory) or f32")
+  app.add_option("--kv-type", o.kv_type, kKvTypeHelp)
       ->capture_default_str()->check(KvTypeNameError);
   app.add_option("--budget-mib", o.budget_mib, "Memory for resident models together (files + KV), MiB")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

@@ -369,8 +369,8 @@ TEST_F(EngineTest, EchoWithoutGenerationScoresThePrompt) {
 // The model's activations are quantized before every matmul, so a change
 // of a float's last bit anywhere moves these figures (f16 itself scores
 // 0.007 apart on the AVX2 and AVX-512 kernels over the 110-token text):
-// over 220 tokens the mean is steadier, and the top token is held to 97%
-// of positions. Then a batch on a q8_0 cache equals each request alone.
+// over 220 tokens the mean is steadier. Then a batch on a q8_0 cache
+// equals each request alone.
 TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
   std::string text;
   for (const char* s : {"The river runs past the old mill and under the stone bridge. ",
@@ -416,7 +416,7 @@ TEST_F(EngineTest, Q8KvCacheScoresCloseToF16AndBatchesExactly) {
               "same top token at %d\n", lp16.size(), mean8, mean16, max_diff, same_top);
   EXPECT_NEAR(mean8, mean16, 0.01);
   EXPECT_LT(max_diff, 0.75);
-  EXPECT_GE(same_top, static_cast<int>(0.97 * static_cast<double>(lp16.size())));
+  EXPECT_GE(same_top, static_cast<int>(lp16.size()) - 3);
 
   EngineOptions q8;
   q8.kv_dtype = DType::kQ8_0;
